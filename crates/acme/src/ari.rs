@@ -1,0 +1,50 @@
+//! ACME Renewal Information (RFC 9773): the CertID and the suggested window.
+
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+use crate::jws::b64;
+
+/// `base64url(AKI keyIdentifier) "." base64url(serial DER bytes)`, RFC 9773 section 4.1.
+pub fn cert_id(authority_key_id: &[u8], serial: &[u8]) -> String {
+    format!("{}.{}", b64(authority_key_id), b64(serial))
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenewalInfo {
+    pub window_start: OffsetDateTime,
+    pub window_end: OffsetDateTime,
+    pub explanation_url: Option<String>,
+    /// When the CA wants to be asked again.
+    pub retry_after: Option<std::time::Duration>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RenewalInfoJson {
+    pub suggested_window: WindowJson,
+    #[serde(rename = "explanationURL")]
+    pub explanation_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct WindowJson {
+    pub start: String,
+    pub end: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc9773_example_cert_id() {
+        // RFC 9773 section 4.1 example.
+        let aki = [
+            0x69, 0x88, 0x5B, 0x6B, 0x87, 0x46, 0x40, 0x41, 0xE1, 0xB3, 0x7B, 0x84, 0x7B, 0xA0, 0xAE, 0x2C,
+            0xDE, 0x01, 0xC8, 0xD4,
+        ];
+        let serial = [0x00, 0x87, 0x65, 0x43, 0x21];
+        assert_eq!(cert_id(&aki, &serial), "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE");
+    }
+}

@@ -1,0 +1,305 @@
+//! The HTTP side of ACME: one connection pool for the whole run, the nonce, signed POSTs
+//! with badNonce retry, and problem documents turned into errors.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, LOCATION};
+use reqwest::{Response, StatusCode};
+use serde_json::{Value, json};
+
+use crate::directory::Directory;
+use crate::error::{AcmeError, Problem, ProblemKind};
+use crate::jws::AccountKey;
+use crate::poll::parse_retry_after;
+
+const USER_AGENT: &str = concat!("certfleet/", env!("CARGO_PKG_VERSION"));
+/// RFC 8555 says clients should retry badNonce; a CA (or Pebble's NONCEREJECT) may reject
+/// many in a row, each retry is cheap, and the error carries a fresh nonce.
+const BAD_NONCE_RETRIES: usize = 20;
+
+#[derive(Debug, Clone, Default)]
+pub struct ClientOptions {
+    /// PEM bundle of trust roots for the ACME server's HTTPS (private or test CAs). When set,
+    /// only these roots are trusted, like certbot's REQUESTS_CA_BUNDLE.
+    pub ca_bundle: Option<PathBuf>,
+    pub timeout: Option<Duration>,
+}
+
+/// How a request is signed: by account URL (`kid`) or with the key itself (`jwk`).
+#[derive(Clone, Copy)]
+pub(crate) enum KeyId<'a> {
+    Kid(&'a str),
+    Jwk,
+}
+
+pub(crate) struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, AcmeError> {
+        serde_json::from_slice(&self.body).map_err(|e| AcmeError::Protocol {
+            url: url.to_string(),
+            what: format!("bad JSON: {e}"),
+        })
+    }
+
+    pub fn location(&self) -> Option<String> {
+        self.headers
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.headers
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after)
+    }
+
+    /// `Link: <url>;rel="alternate"` targets (RFC 8555 section 7.4.2), and others by rel.
+    pub fn links(&self, rel: &str) -> Vec<String> {
+        self.headers
+            .get_all("link")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|link| {
+                let (target, params) = link.trim().split_once(';')?;
+                let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+                let matches = params.split(';').any(|p| {
+                    let p = p.trim();
+                    p == format!("rel=\"{rel}\"") || p == format!("rel={rel}")
+                });
+                matches.then(|| target.to_string())
+            })
+            .collect()
+    }
+}
+
+struct Inner {
+    http: reqwest::Client,
+    directory_url: String,
+    directory: Directory,
+    nonce: Mutex<Option<String>>,
+}
+
+/// A connection to one ACME server. Cheap to clone; clones share the connection and nonce.
+#[derive(Clone)]
+pub struct AcmeClient {
+    inner: Arc<Inner>,
+}
+
+impl AcmeClient {
+    /// Connect and read the directory.
+    pub async fn connect(directory_url: &str, opts: &ClientOptions) -> Result<Self, AcmeError> {
+        let mut builder = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            // Each ACME step waits on the previous reply; Nagle + delayed ACK would add ~40 ms
+            // to every request (measured), so make sure TCP_NODELAY is on.
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(opts.timeout.unwrap_or(Duration::from_secs(60)))
+            .pool_max_idle_per_host(4);
+        if let Some(path) = &opts.ca_bundle {
+            let pem = std::fs::read(path).map_err(|e| AcmeError::Protocol {
+                url: directory_url.to_string(),
+                what: format!("cannot read CA bundle {}: {e}", path.display()),
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| AcmeError::Protocol {
+                url: directory_url.to_string(),
+                what: format!(
+                    "CA bundle {} is not a PEM certificate bundle: {e}",
+                    path.display()
+                ),
+            })?;
+            if certs.is_empty() {
+                return Err(AcmeError::Protocol {
+                    url: directory_url.to_string(),
+                    what: format!("CA bundle {} holds no certificates", path.display()),
+                });
+            }
+            builder = builder.tls_certs_only(certs);
+        }
+        let http = builder.build().map_err(|e| AcmeError::Http {
+            url: directory_url.to_string(),
+            source: e,
+        })?;
+        let resp = http
+            .get(directory_url)
+            .send()
+            .await
+            .map_err(|e| AcmeError::Http {
+                url: directory_url.to_string(),
+                source: e,
+            })?;
+        let reply = read_reply(directory_url, resp).await?;
+        if !reply.status.is_success() {
+            return Err(problem_from(directory_url, &reply));
+        }
+        let directory: Directory = reply.json(directory_url)?;
+        let nonce = reply
+            .headers
+            .get("replay-nonce")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http,
+                directory_url: directory_url.to_string(),
+                directory,
+                nonce: Mutex::new(nonce),
+            }),
+        })
+    }
+
+    pub fn directory(&self) -> &Directory {
+        &self.inner.directory
+    }
+
+    pub fn directory_url(&self) -> &str {
+        &self.inner.directory_url
+    }
+
+    async fn fresh_nonce(&self) -> Result<String, AcmeError> {
+        if let Some(n) = self.inner.nonce.lock().unwrap().take() {
+            return Ok(n);
+        }
+        let url = &self.inner.directory.new_nonce;
+        let resp = self
+            .inner
+            .http
+            .head(url)
+            .send()
+            .await
+            .map_err(|e| AcmeError::Http {
+                url: url.clone(),
+                source: e,
+            })?;
+        resp.headers()
+            .get("replay-nonce")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .ok_or_else(|| AcmeError::Protocol {
+                url: url.clone(),
+                what: "no Replay-Nonce header".into(),
+            })
+    }
+
+    fn keep_nonce(&self, headers: &HeaderMap) {
+        if let Some(n) = headers.get("replay-nonce").and_then(|v| v.to_str().ok()) {
+            *self.inner.nonce.lock().unwrap() = Some(n.to_string());
+        }
+    }
+
+    /// A signed POST (payload `None` = POST-as-GET). Retries badNonce; returns the reply on
+    /// 2xx, the problem document as an error otherwise.
+    pub(crate) async fn post(
+        &self,
+        url: &str,
+        key: &AccountKey,
+        key_id: KeyId<'_>,
+        payload: Option<&Value>,
+        accept: Option<&str>,
+    ) -> Result<Reply, AcmeError> {
+        let mut attempt = 0;
+        loop {
+            let nonce = self.fresh_nonce().await?;
+            let mut protected = json!({"alg": key.alg(), "nonce": nonce, "url": url});
+            match key_id {
+                KeyId::Kid(kid) => protected["kid"] = json!(kid),
+                KeyId::Jwk => protected["jwk"] = key.jwk(),
+            }
+            let body = key.jws(protected, payload)?;
+            let mut req = self
+                .inner
+                .http
+                .post(url)
+                .header("content-type", "application/jose+json")
+                .body(serde_json::to_vec(&body).expect("JWS serializes"));
+            if let Some(accept) = accept {
+                req = req.header("accept", accept);
+            }
+            let resp = req.send().await.map_err(|e| AcmeError::Http {
+                url: url.to_string(),
+                source: e,
+            })?;
+            let reply = read_reply(url, resp).await?;
+            self.keep_nonce(&reply.headers);
+            if reply.status.is_success() {
+                return Ok(reply);
+            }
+            let err = problem_from(url, &reply);
+            let bad_nonce = err.problem().is_some_and(|p| p.kind() == ProblemKind::BadNonce);
+            if bad_nonce && attempt < BAD_NONCE_RETRIES {
+                attempt += 1;
+                tracing::debug!(url, attempt, "badNonce, retrying with the nonce from the error");
+                continue;
+            }
+            return Err(err);
+        }
+    }
+
+    /// Plain unauthenticated GET (ARI renewal info).
+    pub(crate) async fn get(&self, url: &str) -> Result<Reply, AcmeError> {
+        let resp = self
+            .inner
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| AcmeError::Http {
+                url: url.to_string(),
+                source: e,
+            })?;
+        let reply = read_reply(url, resp).await?;
+        if reply.status.is_success() {
+            Ok(reply)
+        } else {
+            Err(problem_from(url, &reply))
+        }
+    }
+}
+
+async fn read_reply(url: &str, resp: Response) -> Result<Reply, AcmeError> {
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| AcmeError::Http {
+            url: url.to_string(),
+            source: e,
+        })?
+        .to_vec();
+    Ok(Reply {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn problem_from(url: &str, reply: &Reply) -> AcmeError {
+    match serde_json::from_slice::<Problem>(&reply.body) {
+        Ok(mut problem) if !problem.kind.is_empty() => {
+            problem.status.get_or_insert(reply.status.as_u16());
+            AcmeError::Problem {
+                problem,
+                retry_after: reply.retry_after(),
+            }
+        }
+        _ => AcmeError::Protocol {
+            url: url.to_string(),
+            what: format!(
+                "HTTP {} with body {:?}",
+                reply.status,
+                String::from_utf8_lossy(&reply.body[..reply.body.len().min(300)])
+            ),
+        },
+    }
+}
