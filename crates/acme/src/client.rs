@@ -289,7 +289,7 @@ fn problem_from(url: &str, reply: &Reply) -> AcmeError {
         Ok(mut problem) if !problem.kind.is_empty() => {
             problem.status.get_or_insert(reply.status.as_u16());
             AcmeError::Problem {
-                problem,
+                problem: Box::new(problem),
                 retry_after: reply.retry_after(),
             }
         }

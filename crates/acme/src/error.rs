@@ -116,7 +116,7 @@ impl fmt::Display for Problem {
 pub enum AcmeError {
     #[error("the CA refused the request: {problem}")]
     Problem {
-        problem: Problem,
+        problem: Box<Problem>,
         /// From the response's Retry-After, e.g. with `rateLimited`.
         retry_after: Option<Duration>,
     },
@@ -138,7 +138,7 @@ pub enum AcmeError {
     AuthorizationFailed {
         identifier: String,
         challenge: String,
-        problem: Problem,
+        problem: Box<Problem>,
     },
     #[error("the order became invalid: {0}")]
     OrderInvalid(String),

@@ -286,7 +286,7 @@ impl Account {
                     return Err(AcmeError::AuthorizationFailed {
                         identifier: authz.ordered_name(),
                         challenge: kind,
-                        problem,
+                        problem: Box::new(problem),
                     });
                 }
             }
