@@ -1,0 +1,138 @@
+//! A child process owned by a test: logs go to a file, readiness is polled, and it is stopped on
+//! drop so a failing test never leaks servers.
+
+use std::fs::File;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// How long a part may take to open its port. Generous because CI machines are small and busy;
+/// the poll returns as soon as the port answers.
+pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(30);
+const POLL: Duration = Duration::from_millis(20);
+
+pub(crate) struct Proc {
+    name: String,
+    child: Child,
+    /// Files whose tails explain a failure: the stdout/stderr capture plus e.g. nginx's error log.
+    logs: Vec<PathBuf>,
+    /// Send SIGTERM first and wait (nginx's master must stop its workers); otherwise SIGKILL.
+    graceful: bool,
+    stopped: bool,
+}
+
+impl Proc {
+    /// Spawns `cmd` with stdin closed and stdout+stderr appended to `log`.
+    pub(crate) fn spawn(name: &str, cmd: &mut Command, log: &Path) -> Result<Proc> {
+        let out = File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let err = out.try_clone()?;
+        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+        let child = cmd.spawn().with_context(|| format!("starting {name}: {cmd:?}"))?;
+        Ok(Proc {
+            name: name.to_owned(),
+            child,
+            logs: vec![log.to_owned()],
+            graceful: false,
+            stopped: false,
+        })
+    }
+
+    pub(crate) fn with_extra_log(mut self, log: &Path) -> Self {
+        self.logs.push(log.to_owned());
+        self
+    }
+
+    pub(crate) fn graceful(mut self) -> Self {
+        self.graceful = true;
+        self
+    }
+
+    #[allow(dead_code)] // used by the acme2certifier namespace helper
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Polls until something accepts TCP connections on `addr`; fails early, with the logs, if the
+    /// process exits first.
+    pub(crate) fn wait_for_port(&mut self, addr: SocketAddr) -> Result<()> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!(
+                    "{} exited before listening on {addr} ({status}); log:\n{}",
+                    self.name,
+                    self.log_tail()
+                );
+            }
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{} did not listen on {addr} within {:?}; log:\n{}",
+                    self.name,
+                    READY_TIMEOUT,
+                    self.log_tail()
+                );
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// The last few KiB of each log file, for error messages.
+    pub(crate) fn log_tail(&self) -> String {
+        self.logs.iter().map(|p| tail(p)).collect::<Vec<_>>().join("\n")
+    }
+
+    pub(crate) fn stop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        if self.graceful {
+            // No unsafe libc::kill in this workspace: the kill(1) utility does the same.
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if matches!(self.child.try_wait(), Ok(Some(_))) {
+                    return;
+                }
+                std::thread::sleep(POLL);
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The end of a log file (or a note that it is missing), labelled with its path.
+pub(crate) fn tail(path: &Path) -> String {
+    const MAX: usize = 6000;
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let start = bytes.len().saturating_sub(MAX);
+            format!(
+                "--- {} ---\n{}",
+                path.display(),
+                String::from_utf8_lossy(&bytes[start..])
+            )
+        }
+        Err(e) => format!("--- {} (unreadable: {e}) ---", path.display()),
+    }
+}
