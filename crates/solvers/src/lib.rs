@@ -5,6 +5,8 @@
 //! server), and only then let the caller tell the CA to validate. `cleanup` must be safe to
 //! call after a partial `present` and must only remove what this run put in place.
 
+pub mod dns;
+
 use certfleet_core::{ChallengeType, Identifier};
 
 /// One challenge to satisfy.
