@@ -1,1 +1,86 @@
-fn main() {}
+//! The `certfleet` binary: parse, dispatch to a verb, turn errors into a message and an
+//! exit code.
+
+mod account;
+mod args;
+mod cli_ini;
+mod error;
+mod issue;
+mod progress;
+mod verbs;
+
+use clap::{CommandFactory, FromArgMatches};
+
+use crate::args::{Cli, Command};
+use crate::error::CliError;
+
+fn main() -> std::process::ExitCode {
+    let argv = match cli_ini::argv_with_defaults(std::env::args_os().collect()) {
+        Ok(a) => a,
+        Err(e) => return report(e),
+    };
+    let matches = match Cli::command().args_override_self(true).try_get_matches_from(argv) {
+        Ok(m) => m,
+        Err(e) => e.exit(),
+    };
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    init_logging(cli.global.verbose, cli.global.quiet);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = runtime.block_on(run(cli, &matches));
+    // Do not wait for idle pooled connections or a lingering standalone server.
+    runtime.shutdown_background();
+    match result {
+        Ok(code) => code,
+        Err(e) => report(e),
+    }
+}
+
+async fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<std::process::ExitCode, CliError> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Certonly(args) => {
+            let sub = matches.subcommand_matches("certonly").expect("certonly matched");
+            verbs::certonly::run(g, &args, sub).await
+        }
+        Command::Certificates(args) => verbs::certificates::run(g, &args),
+        Command::Register => verbs::account::register(g).await,
+        Command::UpdateAccount => verbs::account::update(g).await,
+        Command::Unregister => verbs::account::unregister(g).await,
+        Command::ShowAccount => verbs::account::show(g).await,
+    }
+}
+
+/// The private key a lineage's live/privkey.pem points at.
+pub fn lineage_key(lin: &certfleet_store::Lineage) -> Result<certfleet_core::PrivateKey, String> {
+    let path = lin.live_path(certfleet_store::Kind::Privkey);
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    certfleet_core::PrivateKey::from_pem(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn report(e: CliError) -> std::process::ExitCode {
+    eprintln!("certfleet: {}", e.message);
+    std::process::ExitCode::from(e.code as u8)
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (_, 0) => "warn",
+        (_, 1) => "info,certfleet=debug",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CERTFLEET_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

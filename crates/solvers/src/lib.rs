@@ -7,6 +7,8 @@
 
 pub mod dns;
 
+pub mod http01;
+
 use certfleet_core::{ChallengeType, Identifier};
 
 /// One challenge to satisfy.

@@ -1,0 +1,112 @@
+//! Account verbs: `register`, `update_account`, `unregister`, `show_account`.
+
+use std::process::ExitCode as ProcessExit;
+
+use certfleet_acme::{Account, AccountKey};
+use certfleet_store::accounts::Account as AccountRecord;
+
+use crate::account;
+use crate::args::GlobalArgs;
+use crate::error::{CliError, Result};
+use crate::progress::Progress;
+
+async fn current(g: &GlobalArgs) -> Result<(certfleet_store::Store, AccountRecord, Account)> {
+    let store = account::store(g);
+    let client = account::connect(g).await?;
+    let server = client.directory_url().to_string();
+    let rec = account::saved(g, &store, &server)?.ok_or_else(|| {
+        CliError::usage(format!(
+            "no account for {server} under {}: create one with `certfleet register -m you@example.com --agree-tos`",
+            g.config_dir.display()
+        ))
+    })?;
+    let key =
+        AccountKey::new(rec.key.clone()).map_err(|e| CliError::store(format!("account {}: {e}", rec.id)))?;
+    let uri = rec
+        .uri()
+        .ok_or_else(|| CliError::store(format!("account {} has no URL in regr.json", rec.id)))?;
+    let acct = Account::from_parts(&client, key, uri.to_string());
+    Ok((store, rec, acct))
+}
+
+pub async fn register(g: &GlobalArgs) -> Result<ProcessExit> {
+    let store = account::store(g);
+    let client = account::connect(g).await?;
+    let server = client.directory_url().to_string();
+    let _lock = store.lock().map_err(CliError::store)?;
+    if let Some(rec) = account::saved(g, &store, &server)? {
+        return Err(CliError::usage(format!(
+            "there is already an account for {server} (id {}); use update_account to change its email",
+            rec.id
+        )));
+    }
+    let progress = Progress::new(g.quiet);
+    let (acct, body) = account::register_new(g, &client, &progress).await?;
+    let rec = account::record(&acct, body);
+    store.accounts().save(&server, &rec).map_err(CliError::store)?;
+    progress.finish();
+    if !g.quiet {
+        println!("Account registered: {} (id {})", acct.url(), rec.id);
+    }
+    Ok(ProcessExit::SUCCESS)
+}
+
+pub async fn update(g: &GlobalArgs) -> Result<ProcessExit> {
+    let email = g
+        .email
+        .clone()
+        .ok_or_else(|| CliError::usage("update_account needs the new address: -m you@example.com"))?;
+    let (store, mut rec, acct) = current(g).await?;
+    let contact: Vec<String> = email.split(',').map(|s| s.trim().to_string()).collect();
+    let info = acct.update_contact(&contact).await.map_err(CliError::acme)?;
+    rec.regr.body = serde_json::to_value(&info).unwrap_or_default();
+    store
+        .accounts()
+        .save(acct.client().directory_url(), &rec)
+        .map_err(CliError::store)?;
+    if !g.quiet {
+        println!("Your e-mail address was updated to {}.", contact.join(", "));
+    }
+    Ok(ProcessExit::SUCCESS)
+}
+
+pub async fn unregister(g: &GlobalArgs) -> Result<ProcessExit> {
+    let (store, rec, acct) = current(g).await?;
+    if !g.non_interactive {
+        return Err(CliError::usage(
+            "unregister deactivates the account at the CA for good; pass --non-interactive to confirm",
+        ));
+    }
+    acct.deactivate().await.map_err(CliError::acme)?;
+    store
+        .accounts()
+        .delete(acct.client().directory_url(), &rec.id)
+        .map_err(CliError::store)?;
+    if !g.quiet {
+        println!("Account deactivated: {}", acct.url());
+    }
+    Ok(ProcessExit::SUCCESS)
+}
+
+pub async fn show(g: &GlobalArgs) -> Result<ProcessExit> {
+    let (_store, rec, acct) = current(g).await?;
+    let info = acct.info().await.map_err(CliError::acme)?;
+    println!("Account details for server {}:", acct.client().directory_url());
+    println!("  Account URL: {}", acct.url());
+    println!("  Account ID:  {}", rec.id);
+    println!("  Status:      {}", info.status);
+    let emails: Vec<&str> = info
+        .contact
+        .iter()
+        .map(|c| c.strip_prefix("mailto:").unwrap_or(c))
+        .collect();
+    println!(
+        "  Email contact: {}",
+        if emails.is_empty() {
+            "none".to_string()
+        } else {
+            emails.join(", ")
+        }
+    );
+    Ok(ProcessExit::SUCCESS)
+}

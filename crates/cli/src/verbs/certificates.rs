@@ -1,0 +1,147 @@
+//! `certfleet certificates`: what is installed, when it expires, and where the files are.
+
+use std::process::ExitCode as ProcessExit;
+
+use serde_json::json;
+use time::OffsetDateTime;
+
+use certfleet_store::Kind;
+
+use crate::account;
+use crate::args::{CertificatesArgs, GlobalArgs};
+use crate::error::{CliError, Result};
+
+struct Row {
+    name: String,
+    domains: Vec<String>,
+    key_type: String,
+    expiry: Option<OffsetDateTime>,
+    status: &'static str,
+    problem: Option<String>,
+    cert_path: String,
+    key_path: String,
+}
+
+pub fn run(g: &GlobalArgs, a: &CertificatesArgs) -> Result<ProcessExit> {
+    let store = account::store(g);
+    let now = OffsetDateTime::now_utc();
+    let mut names = store.list_lineages().map_err(CliError::store)?;
+    if let Some(n) = &a.cert_name {
+        names.retain(|x| x == n);
+    }
+    let mut rows = Vec::new();
+    for name in names {
+        let row = match store.load_lineage(&name) {
+            Ok(lin) => {
+                let cert_path = lin.live_path(Kind::Fullchain).display().to_string();
+                let key_path = lin.live_path(Kind::Privkey).display().to_string();
+                match (lin.cert_info(), lin.check()) {
+                    (Ok(info), check) => {
+                        let key_type = crate::lineage_key(&lin)
+                            .map(|k| k.spec().to_string())
+                            .unwrap_or_else(|_| "unreadable".into());
+                        let (status, problem) = match check {
+                            Err(e) => ("INVALID", Some(e.to_string())),
+                            Ok(()) if info.is_expired_at(now) => ("EXPIRED", None),
+                            Ok(()) => ("VALID", None),
+                        };
+                        Row {
+                            name,
+                            domains: info.names.clone(),
+                            key_type,
+                            expiry: Some(info.not_after),
+                            status,
+                            problem,
+                            cert_path,
+                            key_path,
+                        }
+                    }
+                    (Err(e), _) => Row {
+                        name,
+                        domains: vec![],
+                        key_type: String::new(),
+                        expiry: None,
+                        status: "INVALID",
+                        problem: Some(e.to_string()),
+                        cert_path,
+                        key_path,
+                    },
+                }
+            }
+            Err(e) => Row {
+                name,
+                domains: vec![],
+                key_type: String::new(),
+                expiry: None,
+                status: "INVALID",
+                problem: Some(e.to_string()),
+                cert_path: String::new(),
+                key_path: String::new(),
+            },
+        };
+        if !a.domains.is_empty()
+            && !a
+                .domains
+                .iter()
+                .all(|d| row.domains.iter().any(|x| x.eq_ignore_ascii_case(d)))
+        {
+            continue;
+        }
+        rows.push(row);
+    }
+
+    if a.json {
+        let out: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                json!({
+                    "name": r.name,
+                    "domains": r.domains,
+                    "key_type": r.key_type,
+                    "expiry": r.expiry.map(|t| t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()),
+                    "days_left": r.expiry.map(|t| (t - now).whole_days()),
+                    "status": r.status,
+                    "problem": r.problem,
+                    "certificate_path": r.cert_path,
+                    "private_key_path": r.key_path,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&out).expect("json"));
+        return Ok(ProcessExit::SUCCESS);
+    }
+    if rows.is_empty() {
+        println!("No certificates found in {}.", g.config_dir.display());
+        return Ok(ProcessExit::SUCCESS);
+    }
+    println!("Found the following certificates:");
+    for r in &rows {
+        println!("  Certificate Name: {}", r.name);
+        println!("    Domains: {}", r.domains.join(" "));
+        println!("    Key Type: {}", r.key_type);
+        match r.expiry {
+            Some(t) => {
+                let left = t - now;
+                let left = if left.whole_days() >= 1 {
+                    format!("{} days", left.whole_days())
+                } else {
+                    format!("{} hours", left.whole_hours())
+                };
+                println!(
+                    "    Expiry Date: {} ({}: {})",
+                    t.format(&time::format_description::well_known::Rfc3339)
+                        .unwrap_or_default(),
+                    r.status,
+                    left
+                );
+            }
+            None => println!("    Expiry Date: unknown ({})", r.status),
+        }
+        if let Some(p) = &r.problem {
+            println!("    Problem: {p}");
+        }
+        println!("    Certificate Path: {}", r.cert_path);
+        println!("    Private Key Path: {}", r.key_path);
+    }
+    Ok(ProcessExit::SUCCESS)
+}

@@ -1,0 +1,477 @@
+//! `certfleet certonly`: obtain a certificate for some names and save it as a lineage.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode as ProcessExit;
+use std::time::Duration;
+
+use certfleet_core::identifier::{check_count, parse_domain_args};
+use certfleet_core::{CertInfo, Identifier, KeySpec};
+use certfleet_solvers::Solver;
+use certfleet_solvers::http01::{Standalone, Webroot};
+use certfleet_store::renewal_conf::RenewalConf;
+use certfleet_store::{CertFiles, Kind};
+
+use crate::account;
+use crate::args::{CertonlyArgs, GlobalArgs};
+use crate::error::{CliError, Result};
+use crate::issue::{self, IssueRequest, KeySource};
+use crate::progress::Progress;
+
+pub async fn run(g: &GlobalArgs, a: &CertonlyArgs, matches: &clap::ArgMatches) -> Result<ProcessExit> {
+    let progress = Progress::new(g.quiet);
+    let mut identifiers = parse_domain_args(&a.domains)
+        .or_else(|e| {
+            // IP-only certificates have no -d.
+            if a.domains.is_empty() && (!a.ip_addresses.is_empty() || a.csr.is_some()) {
+                Ok(vec![])
+            } else {
+                Err(e)
+            }
+        })
+        .map_err(|e| CliError::usage(e.to_string()))?;
+    for ip in &a.ip_addresses {
+        let id = Identifier::Ip(*ip);
+        if !identifiers.contains(&id) {
+            identifiers.push(id);
+        }
+    }
+
+    if let Some(csr_path) = &a.csr {
+        return csr_flow(g, a, csr_path, identifiers, &progress).await;
+    }
+    check_count(identifiers.len()).map_err(|e| CliError::usage(e.to_string()))?;
+
+    let key_spec = key_spec(a)?;
+    let solver = build_solver(a, matches, &identifiers).await?;
+    solver.preflight(&identifiers).await.map_err(CliError::solver)?;
+
+    let store = account::store(g);
+    let _lock = if a.dry_run {
+        None
+    } else {
+        Some(store.lock().map_err(CliError::store)?)
+    };
+    let names: Vec<String> = identifiers.iter().map(|i| i.value()).collect();
+
+    // Which lineage: --cert-name, else one with exactly these names, else (--expand) one
+    // whose names are a subset, else a new one.
+    let existing = match &a.cert_name {
+        Some(n) if store.conf_path(n).exists() => Some(store.load_lineage(n).map_err(CliError::store)?),
+        Some(_) => None,
+        None => {
+            let found = store.find_by_domains(&names).map_err(CliError::store)?;
+            match (found.identical, found.subset) {
+                (Some(l), _) => Some(l),
+                (None, Some(l)) if a.expand => Some(l),
+                (None, Some(l)) => {
+                    return Err(CliError::usage(format!(
+                        "lineage {} holds a subset of these names; pass --expand to add names to it, or --cert-name NEW for a separate certificate",
+                        l.name
+                    )));
+                }
+                _ => None,
+            }
+        }
+    };
+    if let Some(lin) = &existing
+        && !a.force_renewal
+        && !a.dry_run
+        && let Ok(info) = lin.cert_info()
+        && sorted(lin.names().unwrap_or_default()) == sorted(names.clone())
+        && !is_due(&info)
+    {
+        println!(
+            "Certificate not yet due for renewal; no action taken.\n  {} expires on {} ({} days left); use --force-renewal to renew now.",
+            lin.name,
+            info.not_after.date(),
+            (info.not_after - time::OffsetDateTime::now_utc()).whole_days()
+        );
+        return Ok(ProcessExit::SUCCESS);
+    }
+
+    let client = account::connect(g).await?;
+    let acct = account::obtain(g, &store, &client, !a.dry_run, &progress).await?;
+
+    let key = match (&existing, a.reuse_key) {
+        (Some(lin), true) => match crate::lineage_key(lin) {
+            Ok(k) => KeySource::Reuse(k),
+            Err(e) => return Err(CliError::store(format!("--reuse-key: {e}"))),
+        },
+        _ => KeySource::Generate(key_spec),
+    };
+    let issued = issue::issue(
+        &acct,
+        solver.as_ref(),
+        IssueRequest {
+            identifiers: identifiers.clone(),
+            key,
+            preferred_profile: a.preferred_profile.clone(),
+            required_profile: a.required_profile.clone(),
+            preferred_chain: a.preferred_chain.clone(),
+            replaces: None,
+            timeout: Duration::from_secs(300),
+        },
+        &progress,
+    )
+    .await?;
+    progress.finish();
+
+    if a.dry_run {
+        if !g.quiet {
+            println!(
+                "The dry run was successful: the CA validated {} (nothing was saved).",
+                names.join(", ")
+            );
+        }
+        return Ok(ProcessExit::SUCCESS);
+    }
+
+    let name = match &existing {
+        Some(l) => l.name.clone(),
+        None => store
+            .new_lineage_name(&names, a.cert_name.as_deref())
+            .map_err(CliError::store)?,
+    };
+    let mut conf = existing.as_ref().map(|l| l.conf.clone()).unwrap_or_default();
+    record_renewal_params(
+        &mut conf,
+        g,
+        a,
+        &acct,
+        &solver_params(a, matches, &identifiers)?,
+        key_spec,
+    );
+    let key_pem = issued.key.as_ref().expect("lineages always have a key").to_pem();
+    let files = CertFiles::new(issued.cert_pem.clone(), issued.chain_pem.clone(), key_pem);
+    store
+        .save_version(&name, &files, &conf)
+        .map_err(CliError::store)?;
+    let lineage = store.load_lineage(&name).map_err(CliError::store)?;
+
+    if !g.quiet {
+        println!("Successfully received certificate.");
+        println!(
+            "Certificate is saved at: {}",
+            lineage.live_path(Kind::Fullchain).display()
+        );
+        println!(
+            "Key is saved at:         {}",
+            lineage.live_path(Kind::Privkey).display()
+        );
+        println!("This certificate expires on {}.", issued.info.not_after.date());
+    }
+    Ok(ProcessExit::SUCCESS)
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+/// Until `renew` lands its policy here: due at one third of lifetime left (one half under
+/// 10 days), Let's Encrypt's guidance.
+fn is_due(info: &CertInfo) -> bool {
+    let lifetime = info.lifetime();
+    let left = info.not_after - time::OffsetDateTime::now_utc();
+    let fraction = if lifetime < time::Duration::days(10) { 2 } else { 3 };
+    left <= lifetime / fraction
+}
+
+fn key_spec(a: &CertonlyArgs) -> Result<KeySpec> {
+    let kt = a
+        .key_type
+        .as_deref()
+        .unwrap_or(if a.rsa_key_size.is_some() && a.elliptic_curve.is_none() {
+            "rsa"
+        } else {
+            "ecdsa"
+        });
+    KeySpec::from_certbot(kt, a.elliptic_curve.as_deref(), a.rsa_key_size)
+        .map_err(|e| CliError::usage(e.to_string()))
+}
+
+/// certbot's -w/-d pairing: each -d uses the last -w given before it; -d flags before any
+/// -w use the first -w.
+fn webroot_map(
+    a: &CertonlyArgs,
+    m: &clap::ArgMatches,
+    ids: &[Identifier],
+) -> Result<BTreeMap<String, PathBuf>> {
+    if a.webroot_path.is_empty() {
+        return Err(CliError::usage(
+            "--webroot needs a document root: -w /var/www/html (before the -d flags it serves)",
+        ));
+    }
+    let w_idx: Vec<usize> = m
+        .indices_of("webroot_path")
+        .map(|i| i.collect())
+        .unwrap_or_default();
+    let d_idx: Vec<usize> = m.indices_of("domains").map(|i| i.collect()).unwrap_or_default();
+    let mut map = BTreeMap::new();
+    for (raw, idx) in a.domains.iter().zip(d_idx) {
+        let pos = w_idx.iter().rposition(|&w| w < idx).unwrap_or(0);
+        let root = a.webroot_path[pos].clone();
+        for part in raw.split(',').filter(|p| !p.trim().is_empty()) {
+            let id = Identifier::dns(part).map_err(|e| CliError::usage(e.to_string()))?;
+            map.entry(id.value()).or_insert_with(|| root.clone());
+        }
+    }
+    for id in ids {
+        map.entry(id.value()).or_insert_with(|| a.webroot_path[0].clone());
+    }
+    Ok(map)
+}
+
+async fn build_solver(a: &CertonlyArgs, m: &clap::ArgMatches, ids: &[Identifier]) -> Result<Box<dyn Solver>> {
+    if a.webroot {
+        return Ok(Box::new(Webroot::new(webroot_map(a, m, ids)?)));
+    }
+    if a.standalone {
+        let ip: IpAddr = if a.http01_address.is_empty() {
+            IpAddr::from([0, 0, 0, 0])
+        } else {
+            a.http01_address.parse().map_err(|_| {
+                CliError::usage(format!(
+                    "--http-01-address {:?} is not an IP address",
+                    a.http01_address
+                ))
+            })?
+        };
+        let s = Standalone::bind(SocketAddr::new(ip, a.http01_port))
+            .await
+            .map_err(CliError::solver)?;
+        return Ok(Box::new(s));
+    }
+    if !a.webroot_path.is_empty() {
+        return Ok(Box::new(Webroot::new(webroot_map(a, m, ids)?)));
+    }
+    Err(CliError::usage(
+        "choose how to prove control of the names: --webroot -w /var/www/html, or --standalone (port 80 free)",
+    ))
+}
+
+/// What the authenticator needs to be recorded for renewal.
+struct SolverParams {
+    authenticator: &'static str,
+    webroot_map: BTreeMap<String, PathBuf>,
+}
+
+fn solver_params(a: &CertonlyArgs, m: &clap::ArgMatches, ids: &[Identifier]) -> Result<SolverParams> {
+    if a.standalone {
+        Ok(SolverParams {
+            authenticator: "standalone",
+            webroot_map: BTreeMap::new(),
+        })
+    } else {
+        Ok(SolverParams {
+            authenticator: "webroot",
+            webroot_map: webroot_map(a, m, ids)?,
+        })
+    }
+}
+
+fn record_renewal_params(
+    conf: &mut RenewalConf,
+    g: &GlobalArgs,
+    a: &CertonlyArgs,
+    acct: &certfleet_acme::Account,
+    sp: &SolverParams,
+    spec: KeySpec,
+) {
+    let account_id = certfleet_store::jwk::account_id(acct.key().private_key());
+    conf.set_param("account", account_id);
+    conf.set_param("authenticator", sp.authenticator);
+    conf.set_param("server", g.server_url());
+    conf.set_param("key_type", spec.key_type());
+    match spec {
+        KeySpec::Rsa(bits) => {
+            conf.set_param("rsa_key_size", bits.to_string());
+            conf.remove_param("elliptic_curve");
+        }
+        _ => {
+            conf.set_param("elliptic_curve", spec.curve().unwrap_or("secp256r1"));
+        }
+    }
+    if sp.authenticator == "standalone" {
+        if a.http01_port != 80 {
+            conf.set_param("http01_port", a.http01_port.to_string());
+        }
+        if !a.http01_address.is_empty() {
+            conf.set_param("http01_address", a.http01_address.clone());
+        }
+    }
+    if !sp.webroot_map.is_empty() {
+        let mut roots: Vec<String> = Vec::new();
+        for r in sp.webroot_map.values() {
+            let s = r.display().to_string();
+            if !roots.contains(&s) {
+                roots.push(s);
+            }
+        }
+        conf.set_param("webroot_path", roots);
+        let map: Vec<(String, String)> = sp
+            .webroot_map
+            .iter()
+            .map(|(k, v)| (k.clone(), v.display().to_string()))
+            .collect();
+        conf.set_webroot_map(&map);
+    }
+    for (key, val) in [
+        ("pre_hook", &a.pre_hook),
+        ("post_hook", &a.post_hook),
+        ("renew_hook", &a.deploy_hook),
+        ("preferred_chain", &a.preferred_chain),
+        ("preferred_profile", &a.preferred_profile),
+        ("required_profile", &a.required_profile),
+    ] {
+        if let Some(v) = val {
+            conf.set_param(key, v.clone());
+        }
+    }
+    if a.reuse_key {
+        conf.set_param("reuse_key", "True");
+    }
+    if let Some(b) = g.ca_bundle() {
+        conf.set_param("ca_bundle", b.display().to_string());
+    }
+}
+
+/// `--csr`: the key stays with the caller; write cert, chain and fullchain where asked
+/// (certbot's defaults: ./0000_cert.pem, ./0000_chain.pem, ./0000_fullchain.pem).
+async fn csr_flow(
+    g: &GlobalArgs,
+    a: &CertonlyArgs,
+    csr_path: &PathBuf,
+    mut identifiers: Vec<Identifier>,
+    progress: &Progress,
+) -> Result<ProcessExit> {
+    let raw = std::fs::read(csr_path)
+        .map_err(|e| CliError::usage(format!("cannot read CSR {}: {e}", csr_path.display())))?;
+    let der = match pem_block(&raw, "CERTIFICATE REQUEST") {
+        Some(d) => d,
+        None => raw,
+    };
+    let csr_names = csr_names(&der).map_err(|e| CliError::usage(format!("{}: {e}", csr_path.display())))?;
+    if identifiers.is_empty() {
+        identifiers = csr_names.clone();
+    } else {
+        let mut want: Vec<String> = identifiers.iter().map(|i| i.value()).collect();
+        let mut have: Vec<String> = csr_names.iter().map(|i| i.value()).collect();
+        want.sort();
+        have.sort();
+        if want != have {
+            return Err(CliError::usage(format!(
+                "the names given with -d ({}) differ from the names in {} ({})",
+                want.join(", "),
+                csr_path.display(),
+                have.join(", ")
+            )));
+        }
+    }
+    check_count(identifiers.len()).map_err(|e| CliError::usage(e.to_string()))?;
+    let m = clap::ArgMatches::default();
+    let solver = build_solver(a, &m, &identifiers).await?;
+    let store = account::store(g);
+    let client = account::connect(g).await?;
+    let acct = account::obtain(g, &store, &client, !a.dry_run, progress).await?;
+    let issued = issue::issue(
+        &acct,
+        solver.as_ref(),
+        IssueRequest {
+            identifiers,
+            key: KeySource::Csr(der),
+            preferred_profile: a.preferred_profile.clone(),
+            required_profile: a.required_profile.clone(),
+            preferred_chain: a.preferred_chain.clone(),
+            replaces: None,
+            timeout: Duration::from_secs(300),
+        },
+        progress,
+    )
+    .await?;
+    progress.finish();
+    if a.dry_run {
+        println!("The dry run was successful (nothing was saved).");
+        return Ok(ProcessExit::SUCCESS);
+    }
+    let outputs = [
+        (
+            a.cert_path.clone().unwrap_or_else(|| "0000_cert.pem".into()),
+            &issued.cert_pem,
+        ),
+        (
+            a.chain_path.clone().unwrap_or_else(|| "0000_chain.pem".into()),
+            &issued.chain_pem,
+        ),
+        (
+            a.fullchain_path
+                .clone()
+                .unwrap_or_else(|| "0000_fullchain.pem".into()),
+            &issued.fullchain_pem,
+        ),
+    ];
+    for (path, pem) in outputs {
+        certfleet_store::atomic::write_file(&path, pem.as_bytes(), 0o644).map_err(CliError::store)?;
+        if !g.quiet {
+            println!("Saved {}", path.display());
+        }
+    }
+    Ok(ProcessExit::SUCCESS)
+}
+
+fn pem_block(raw: &[u8], tag: &str) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(raw).ok()?;
+    let begin = format!("-----BEGIN {tag}-----");
+    let start = text.find(&begin)? + begin.len();
+    let end = text[start..].find("-----END")? + start;
+    use base64::Engine;
+    let b64: String = text[start..end].chars().filter(|c| !c.is_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD.decode(b64).ok()
+}
+
+fn csr_names(der: &[u8]) -> std::result::Result<Vec<Identifier>, String> {
+    use x509_parser::prelude::FromDer;
+    let (_, csr) = x509_parser::certification_request::X509CertificationRequest::from_der(der)
+        .map_err(|e| format!("not a valid CSR ({e})"))?;
+    let mut out = Vec::new();
+    if let Some(exts) = csr.requested_extensions() {
+        for ext in exts {
+            if let x509_parser::extensions::ParsedExtension::SubjectAlternativeName(san) = ext {
+                for gn in &san.general_names {
+                    match gn {
+                        x509_parser::extensions::GeneralName::DNSName(d) => {
+                            out.push(Identifier::dns(d).map_err(|e| e.to_string())?)
+                        }
+                        x509_parser::extensions::GeneralName::IPAddress(b)
+                            if b.len() == 4 || b.len() == 16 =>
+                        {
+                            let ip = if b.len() == 4 {
+                                IpAddr::from(<[u8; 4]>::try_from(*b).expect("len 4"))
+                            } else {
+                                IpAddr::from(<[u8; 16]>::try_from(*b).expect("len 16"))
+                            };
+                            out.push(Identifier::Ip(ip))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    if out.is_empty()
+        && let Some(cn) = csr
+            .certification_request_info
+            .subject
+            .iter_common_name()
+            .next()
+            .and_then(|c| c.as_str().ok())
+    {
+        out.push(Identifier::dns(cn).map_err(|e| e.to_string())?);
+    }
+    if out.is_empty() {
+        return Err("the CSR names no domains (no subjectAltName and no CN)".into());
+    }
+    Ok(out)
+}

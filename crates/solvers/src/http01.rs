@@ -1,0 +1,274 @@
+//! http-01 (RFC 8555 section 8.3): answer `GET /.well-known/acme-challenge/<token>` with the
+//! key authorization, either by writing files into a web server's document root (webroot)
+//! or by serving them from a built-in HTTP server (standalone).
+
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use certfleet_core::{ChallengeType, Identifier};
+use http_body_util::Full;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+
+use crate::{ChallengeTask, Solver, SolverError};
+
+pub const CHALLENGE_PATH: &str = ".well-known/acme-challenge";
+
+/// Writes challenge files under each domain's webroot (certbot's `-w PATH -d NAME` pairing).
+#[derive(Debug, Clone)]
+pub struct Webroot {
+    /// Domain (as ordered, normalised) -> document root.
+    map: BTreeMap<String, PathBuf>,
+    /// Directories we created, removed again on cleanup when empty (certbot does the same).
+    created: Arc<std::sync::Mutex<Vec<PathBuf>>>,
+}
+
+impl Webroot {
+    pub fn new(map: BTreeMap<String, PathBuf>) -> Self {
+        Self {
+            map,
+            created: Arc::default(),
+        }
+    }
+
+    pub fn map(&self) -> &BTreeMap<String, PathBuf> {
+        &self.map
+    }
+
+    fn root_for(&self, id: &Identifier) -> Result<&Path, SolverError> {
+        self.map.get(&id.value()).map(PathBuf::as_path).ok_or_else(|| {
+            SolverError::Setup(format!(
+                "no webroot for {id}: give one with -w PATH before -d {id} (each -w applies to the -d flags after it)"
+            ))
+        })
+    }
+
+    fn challenge_dir(root: &Path) -> PathBuf {
+        root.join(CHALLENGE_PATH)
+    }
+
+    fn ensure_dir(&self, dir: &Path) -> Result<(), SolverError> {
+        // Create each missing level ourselves so cleanup can remove exactly what we made.
+        let mut missing = Vec::new();
+        let mut cur = dir;
+        while !cur.exists() {
+            missing.push(cur.to_path_buf());
+            match cur.parent() {
+                Some(p) => cur = p,
+                None => break,
+            }
+        }
+        for d in missing.into_iter().rev() {
+            std::fs::create_dir(&d).map_err(|e| SolverError::Io {
+                context: format!(
+                    "cannot create {} (is the webroot writable by this user?)",
+                    d.display()
+                ),
+                source: e,
+            })?;
+            set_mode(&d, 0o755);
+            self.created.lock().unwrap().push(d);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(unix)]
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
+}
+
+#[async_trait::async_trait]
+impl Solver for Webroot {
+    fn challenge_type(&self) -> ChallengeType {
+        ChallengeType::Http01
+    }
+
+    async fn preflight(&self, identifiers: &[Identifier]) -> Result<(), SolverError> {
+        for id in identifiers {
+            if id.is_wildcard() {
+                return Err(wildcard_error(id));
+            }
+            let root = self.root_for(id)?;
+            if !root.is_dir() {
+                return Err(SolverError::Setup(format!(
+                    "webroot {} for {id} does not exist or is not a directory (create it, or point -w at the \
+                     DocumentRoot/root of the site that serves http://{id}/)",
+                    root.display()
+                )));
+            }
+            let dir = Self::challenge_dir(root);
+            self.ensure_dir(&dir)?;
+            let probe = dir.join(format!(".certfleet-write-test-{}", std::process::id()));
+            std::fs::write(&probe, b"").map_err(|e| SolverError::Io {
+                context: format!("webroot {} for {id} is not writable", dir.display()),
+                source: e,
+            })?;
+            let _ = std::fs::remove_file(&probe);
+        }
+        Ok(())
+    }
+
+    async fn present(&self, tasks: &[ChallengeTask]) -> Result<(), SolverError> {
+        for t in tasks {
+            let dir = Self::challenge_dir(self.root_for(&t.identifier)?);
+            self.ensure_dir(&dir)?;
+            let path = dir.join(&t.token);
+            std::fs::write(&path, t.key_authorization.as_bytes()).map_err(|e| SolverError::Io {
+                context: format!("cannot write challenge file {}", path.display()),
+                source: e,
+            })?;
+            // The web server usually runs as another user: the file must be world-readable.
+            set_mode(&path, 0o644);
+        }
+        Ok(())
+    }
+
+    async fn cleanup(&self, tasks: &[ChallengeTask]) -> Result<(), SolverError> {
+        for t in tasks {
+            if let Ok(root) = self.root_for(&t.identifier) {
+                let _ = std::fs::remove_file(Self::challenge_dir(root).join(&t.token));
+            }
+        }
+        let mut created = self.created.lock().unwrap();
+        // Deepest first; remove_dir only succeeds on empty directories, so others' files stay.
+        while let Some(d) = created.pop() {
+            let _ = std::fs::remove_dir(&d);
+        }
+        Ok(())
+    }
+}
+
+fn wildcard_error(id: &Identifier) -> SolverError {
+    SolverError::Setup(format!(
+        "{id} is a wildcard: wildcards need dns-01; use --dns-rfc2136, --dns-cloudflare or --manual \
+         --preferred-challenges dns instead of --webroot/--standalone"
+    ))
+}
+
+type TokenMap = Arc<RwLock<HashMap<String, String>>>;
+
+/// A built-in HTTP server answering challenges, for hosts with nothing on port 80.
+pub struct Standalone {
+    addr: SocketAddr,
+    tokens: TokenMap,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Standalone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Standalone({})", self.addr)
+    }
+}
+
+impl Drop for Standalone {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Standalone {
+    /// Bind now, so a taken port is reported before any request reaches the CA.
+    pub async fn bind(addr: SocketAddr) -> Result<Self, SolverError> {
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            let hint = match e.kind() {
+                std::io::ErrorKind::AddrInUse => format!(
+                    "port {} is already in use (a web server?): stop it, use --webroot instead, or pass \
+                     --http-01-port/--http-01-address",
+                    addr.port()
+                ),
+                std::io::ErrorKind::PermissionDenied => {
+                    format!("binding port {} needs root or CAP_NET_BIND_SERVICE", addr.port())
+                }
+                _ => format!("cannot listen on {addr}"),
+            };
+            SolverError::Io {
+                context: hint,
+                source: e,
+            }
+        })?;
+        let addr = listener.local_addr().map_err(|e| SolverError::Io {
+            context: "local_addr".into(),
+            source: e,
+        })?;
+        let tokens: TokenMap = Arc::default();
+        let served = tokens.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let served = served.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        let served = served.clone();
+                        async move { Ok::<_, Infallible>(answer(&served, req)) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Ok(Self { addr, tokens, task })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+fn answer(tokens: &TokenMap, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+    let prefix = concat!("/", ".well-known/acme-challenge", "/");
+    let found = req
+        .uri()
+        .path()
+        .strip_prefix(prefix)
+        .and_then(|token| tokens.read().unwrap().get(token).cloned());
+    match found {
+        Some(body) => Response::builder()
+            .header("content-type", "application/octet-stream")
+            .body(Full::new(Bytes::from(body)))
+            .expect("static response"),
+        None => Response::builder()
+            .status(StatusCode::NOT_FOUND)
+            .body(Full::new(Bytes::new()))
+            .expect("static response"),
+    }
+}
+
+#[async_trait::async_trait]
+impl Solver for Standalone {
+    fn challenge_type(&self) -> ChallengeType {
+        ChallengeType::Http01
+    }
+
+    async fn preflight(&self, identifiers: &[Identifier]) -> Result<(), SolverError> {
+        match identifiers.iter().find(|i| i.is_wildcard()) {
+            Some(id) => Err(wildcard_error(id)),
+            None => Ok(()),
+        }
+    }
+
+    async fn present(&self, tasks: &[ChallengeTask]) -> Result<(), SolverError> {
+        let mut map = self.tokens.write().unwrap();
+        for t in tasks {
+            map.insert(t.token.clone(), t.key_authorization.clone());
+        }
+        Ok(())
+    }
+
+    async fn cleanup(&self, tasks: &[ChallengeTask]) -> Result<(), SolverError> {
+        let mut map = self.tokens.write().unwrap();
+        for t in tasks {
+            map.remove(&t.token);
+        }
+        Ok(())
+    }
+}
