@@ -25,6 +25,7 @@ pub struct Certbot {
     logs_dir: PathBuf,
     server: Option<String>,
     env: BTreeMap<String, String>,
+    netns: Option<PathBuf>,
     _dir: Option<TempDir>,
 }
 
@@ -53,6 +54,7 @@ impl Certbot {
             logs_dir: logs_dir.into(),
             server: None,
             env: BTreeMap::new(),
+            netns: None,
             _dir: None,
         }
     }
@@ -73,6 +75,21 @@ impl Certbot {
     /// PEM bundle certbot (python-requests) trusts for the ACME server.
     pub fn ca_bundle(self, path: &Path) -> Self {
         self.env("REQUESTS_CA_BUNDLE", path.display().to_string())
+    }
+
+    /// Fresh dirs for an [`Acme2Certifier`](crate::Acme2Certifier): its directory and CA bundle,
+    /// and certbot runs inside its network namespace.
+    pub fn for_acme2certifier(a2c: &crate::Acme2Certifier) -> Result<Certbot> {
+        Ok(Self::new()?
+            .server(a2c.directory_url())
+            .ca_bundle(a2c.ca_bundle_path())
+            .netns(a2c.netns_path()))
+    }
+
+    /// Run certbot inside this network namespace (`nsenter --net=PATH`).
+    pub fn netns(mut self, path: &Path) -> Self {
+        self.netns = Some(path.to_owned());
+        self
     }
 
     pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
@@ -100,7 +117,14 @@ impl Certbot {
     /// Runs `certbot ARGS` with the dirs, `--non-interactive` and `--server`; a failing exit
     /// status is returned, not an error.
     pub fn run(&self, args: &[&str]) -> Result<CertbotOutput> {
-        let mut cmd = Command::new("certbot");
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net={}", ns.display())).args(["--", "certbot"]);
+                c
+            }
+            None => Command::new("certbot"),
+        };
         cmd.args(args)
             .arg("--non-interactive")
             .arg("--config-dir")

@@ -5,6 +5,7 @@
 mod http;
 mod process;
 
+pub mod a2c;
 pub mod bind;
 pub mod certbot;
 pub mod chain;
@@ -13,6 +14,7 @@ pub mod pebble;
 pub mod ports;
 pub mod tls;
 
+pub use a2c::{Acme2Certifier, Acme2CertifierBuilder};
 pub use certbot::{Certbot, CertbotOutput};
 pub use chain::{pem_certs, verify_chain};
 pub use nginx::{Nginx, NginxBuilder};

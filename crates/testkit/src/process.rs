@@ -50,7 +50,6 @@ impl Proc {
         self
     }
 
-    #[allow(dead_code)] // used by the acme2certifier namespace helper
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
