@@ -179,7 +179,8 @@ impl Store {
         Ok(names)
     }
 
-    /// Load one lineage, repairing an interrupted link switch first as certbot does.
+    /// Load one lineage, repairing an interrupted link switch first as certbot does (only
+    /// when no other process holds the store lock: a holder may be mid-switch).
     pub fn load_lineage(&self, name: &str) -> Result<Lineage, StoreError> {
         lineage::validate_name(name)?;
         let conf = self.conf_path(name);
@@ -189,7 +190,12 @@ impl Store {
                 path: conf,
             });
         }
-        lineage::load(name, conf, self.dirs.archive_dir().join(name))
+        lineage::load(
+            name,
+            conf,
+            self.dirs.archive_dir().join(name),
+            &self.dirs.config_dir,
+        )
     }
 
     /// Load every lineage; broken ones come back as errors (certbot's "parse failures").

@@ -400,7 +400,7 @@ fn previous_link(live: &Path, kind: Kind) -> PathBuf {
 
 /// certbot's `_fix_symlinks`: roll back an interrupted link switch. Cheap when there is
 /// nothing to do (two lstat calls), which keeps listing thousands of lineages fast.
-pub(crate) fn fix_symlinks(live: &[PathBuf; 4]) -> Result<(), StoreError> {
+pub(crate) fn fix_symlinks(live: &[PathBuf; 4], config_dir: &Path) -> Result<(), StoreError> {
     let prev: Vec<PathBuf> = Kind::ALL
         .iter()
         .map(|k| previous_link(&live[k.idx()], *k))
@@ -410,6 +410,10 @@ pub(crate) fn fix_symlinks(live: &[PathBuf; 4]) -> Result<(), StoreError> {
     if fs::symlink_metadata(&prev[0]).is_err() && fs::symlink_metadata(&prev[3]).is_err() {
         return Ok(());
     }
+    let Some(_guard) = crate::lock::for_repair(config_dir)? else {
+        tracing::debug!("another instance holds the lock and may be switching links; not repairing");
+        return Ok(());
+    };
     tracing::warn!(
         "found an interrupted certificate switch in {}; restoring the previous links",
         live[0].parent().unwrap_or(Path::new("")).display()
@@ -478,7 +482,12 @@ pub(crate) fn switch_links(lineage: &Lineage, version: u32) -> Result<(), StoreE
 }
 
 /// Load a lineage from its conf (repairing an interrupted link switch first).
-pub(crate) fn load(name: &str, conf_path: PathBuf, default_archive: PathBuf) -> Result<Lineage, StoreError> {
+pub(crate) fn load(
+    name: &str,
+    conf_path: PathBuf,
+    default_archive: PathBuf,
+    config_dir: &Path,
+) -> Result<Lineage, StoreError> {
     let conf = RenewalConf::load(&conf_path)?;
     let mut live: [PathBuf; 4] = Default::default();
     for k in Kind::ALL {
@@ -493,7 +502,7 @@ pub(crate) fn load(name: &str, conf_path: PathBuf, default_archive: PathBuf) -> 
         live[k.idx()] = PathBuf::from(p);
     }
     let archive_dir = conf.archive_dir().map(PathBuf::from).unwrap_or(default_archive);
-    fix_symlinks(&live)?;
+    fix_symlinks(&live, config_dir)?;
     let mut raw_targets: [Option<PathBuf>; 4] = Default::default();
     for k in Kind::ALL {
         raw_targets[k.idx()] = fs::read_link(&live[k.idx()]).ok();

@@ -9,6 +9,8 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use std::sync::Mutex;
+
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, fcntl};
 
@@ -78,11 +80,51 @@ impl Drop for DirLock {
     }
 }
 
+/// Config dirs whose lock this process holds through a [`StoreLock`].
+static HELD: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Permission to repair a lineage: either this process already holds the store lock, or we
+/// took it just for the repair.
+#[derive(Debug)]
+pub(crate) enum RepairGuard {
+    AlreadyHeld,
+    Temporary(#[allow(dead_code)] DirLock),
+}
+
+/// May this process modify the tree under `config_dir` right now? `None` when another
+/// process (certbot or certfleet) holds the lock: it may be mid-switch, so readers must not
+/// "repair" what it is doing.
+pub(crate) fn for_repair(config_dir: &Path) -> Result<Option<RepairGuard>, StoreError> {
+    if HELD
+        .lock()
+        .map(|h| h.iter().any(|p| p == config_dir))
+        .unwrap_or(false)
+    {
+        return Ok(Some(RepairGuard::AlreadyHeld));
+    }
+    match DirLock::acquire(config_dir) {
+        Ok(l) => Ok(Some(RepairGuard::Temporary(l))),
+        Err(StoreError::Locked { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// The locks a certbot run takes: config dir and work dir.
 #[derive(Debug)]
 pub struct StoreLock {
-    _config: DirLock,
+    config: DirLock,
     _work: Option<DirLock>,
+}
+
+impl Drop for StoreLock {
+    fn drop(&mut self) {
+        if let Ok(mut h) = HELD.lock()
+            && let Some(dir) = self.config.path().parent()
+            && let Some(pos) = h.iter().position(|p| p == dir)
+        {
+            h.remove(pos);
+        }
+    }
 }
 
 impl StoreLock {
@@ -93,10 +135,10 @@ impl StoreLock {
         } else {
             None
         };
-        Ok(StoreLock {
-            _config: config,
-            _work: work,
-        })
+        if let Ok(mut h) = HELD.lock() {
+            h.push(config_dir.to_path_buf());
+        }
+        Ok(StoreLock { config, _work: work })
     }
 }
 

@@ -154,6 +154,27 @@ fn interrupted_switch_is_rolled_back_on_load() {
 }
 
 #[test]
+fn no_repair_while_another_instance_holds_the_lock() {
+    let (_d, s) = store();
+    s.save_version("a.example", &self_signed(&["a.example"]), &conf())
+        .unwrap();
+    let live = s.dirs().live_dir().join("a.example");
+    for k in Kind::ALL {
+        let target = format!("../../archive/a.example/{}1.pem", k.as_str());
+        std::os::unix::fs::symlink(&target, live.join(format!("previous_{}.pem", k.as_str()))).unwrap();
+    }
+    // Someone else (e.g. certbot) holds the lock and may be mid-switch: leave the journal.
+    let other = lock::DirLock::acquire(&s.dirs().config_dir).unwrap();
+    s.load_lineage("a.example").unwrap();
+    assert!(live.join("previous_cert.pem").exists());
+    drop(other);
+    // Our own lock holder repairs.
+    let _g = s.lock().unwrap();
+    s.load_lineage("a.example").unwrap();
+    assert!(!live.join("previous_cert.pem").exists());
+}
+
+#[test]
 fn partial_version_is_skipped() {
     let (_d, s) = store();
     s.save_version("a.example", &self_signed(&["a.example"]), &conf())
