@@ -136,7 +136,7 @@ impl Resolver {
         }
     }
 
-    /// The authoritative servers of `zone` with one address each (IPv4 and IPv6 both listed).
+    /// The authoritative servers of `zone`, one address each (IPv4 preferred).
     pub async fn name_servers(&self, zone: &str) -> Result<Vec<NameServer>, DnsError> {
         let resp = self.query(zone, RecordType::NS).await?;
         let mut hosts: Vec<String> = resp
@@ -159,12 +159,13 @@ impl Resolver {
             if addrs.is_empty() {
                 return Err(self.lookup_err(host, format!("name server of {zone} has no address")));
             }
-            for ip in addrs {
-                out.push(NameServer {
-                    host: host.clone(),
-                    addr: self.server_addr(ip),
-                });
-            }
+            // One address per server, IPv4 first (as lego does): a host without IPv6 routes
+            // must not wait out the timeout on an address it cannot reach.
+            let ip = addrs.iter().find(|ip| ip.is_ipv4()).unwrap_or(&addrs[0]);
+            out.push(NameServer {
+                host: host.clone(),
+                addr: self.server_addr(*ip),
+            });
         }
         Ok(out)
     }
