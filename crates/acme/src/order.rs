@@ -186,7 +186,7 @@ impl Account {
     }
 
     pub async fn info(&self) -> Result<AccountInfo, AcmeError> {
-        self.post(&self.url, Some(&json!({}))).await?.json(&self.url)
+        self.post(&self.url, None).await?.json(&self.url)
     }
 
     pub async fn update_contact(&self, contact: &[String]) -> Result<AccountInfo, AcmeError> {

@@ -118,6 +118,45 @@ certfleet certonly --webroot -w /srv/a -d a.example.com -w /srv/b -d b.example.c
     /// Show the account's URL, contact and status as the CA sees them.
     #[command(name = "show_account", visible_alias = "show-account")]
     ShowAccount,
+    /// Revoke a certificate at the CA (and by default delete its lineage).
+    #[command(
+        long_about = "Revoke a certificate at the CA.\n\nWith --key-path the certificate's own key signs the \
+request (no account needed: use it when the account is lost). Otherwise the account that obtained it does.\n\n\
+EXAMPLES:\n  certfleet revoke --cert-name example.com --reason keycompromise\n  \
+certfleet revoke --cert-path /etc/letsencrypt/live/example.com/cert.pem --no-delete-after-revoke"
+    )]
+    Revoke(RevokeArgs),
+    /// Delete a lineage: its live links, archive and renewal conf.
+    Delete(DeleteArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RevokeArgs {
+    /// Lineage whose current certificate to revoke.
+    #[arg(long, value_name = "NAME")]
+    pub cert_name: Option<String>,
+    /// Certificate file to revoke.
+    #[arg(long, value_name = "FILE", conflicts_with = "cert_name")]
+    pub cert_path: Option<PathBuf>,
+    /// Sign the revocation with the certificate's private key instead of the account key.
+    #[arg(long, value_name = "FILE")]
+    pub key_path: Option<PathBuf>,
+    /// unspecified, keycompromise, affiliationchanged, superseded or cessationofoperation.
+    #[arg(long, value_name = "REASON")]
+    pub reason: Option<String>,
+    /// Delete the lineage after revoking (default with --non-interactive).
+    #[arg(long, conflicts_with = "no_delete_after_revoke")]
+    pub delete_after_revoke: bool,
+    /// Keep the lineage after revoking.
+    #[arg(long)]
+    pub no_delete_after_revoke: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// Lineage(s) to delete.
+    #[arg(long, value_name = "NAME")]
+    pub cert_name: Vec<String>,
 }
 
 #[derive(Debug, Args, Default)]

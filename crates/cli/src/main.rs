@@ -54,6 +54,8 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<std::process::ExitC
         Command::UpdateAccount => verbs::account::update(g).await,
         Command::Unregister => verbs::account::unregister(g).await,
         Command::ShowAccount => verbs::account::show(g).await,
+        Command::Revoke(args) => verbs::revoke::revoke(g, &args).await,
+        Command::Delete(args) => verbs::revoke::delete(g, &args),
     }
 }
 

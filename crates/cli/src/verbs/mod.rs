@@ -1,3 +1,4 @@
 pub mod account;
 pub mod certificates;
 pub mod certonly;
+pub mod revoke;
