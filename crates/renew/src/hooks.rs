@@ -201,7 +201,19 @@ pub async fn run_hook(
         .process_group(0)
         .kill_on_drop(true);
     tracing::info!(hook = kind.as_str(), command = %command, "running hook");
-    let mut child = match cmd.spawn() {
+    // ETXTBSY: the executable was just written and another thread's fork still holds the
+    // write descriptor for a moment (or a deploy tool is replacing the hook): retry briefly.
+    let mut spawned = cmd.spawn();
+    for wait_ms in [10, 50, 200, 500] {
+        match &spawned {
+            Err(e) if e.raw_os_error() == Some(nix::libc::ETXTBSY) => {
+                tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+                spawned = cmd.spawn();
+            }
+            _ => break,
+        }
+    }
+    let mut child = match spawned {
         Ok(c) => c,
         Err(e) => {
             return result(
@@ -457,6 +469,14 @@ impl HookRunner {
             return Vec::new();
         }
         self.finished = true;
+        // Also the command-line and directory post hooks, in case no `before_attempt` queued them.
+        let mut post = self.dir_hook_commands(HookKind::Post);
+        post.extend(self.cfg.post_hook.clone().map(HookCommand::Shell));
+        for cmd in post {
+            if !self.post_queue.iter().any(|c| c.text() == cmd.text()) {
+                self.post_queue.push(cmd);
+            }
+        }
         let env = [
             ("RENEWED_DOMAINS", self.renewed_domains.join(" ")),
             ("FAILED_DOMAINS", self.failed_domains.join(" ")),
