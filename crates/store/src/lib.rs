@@ -155,6 +155,11 @@ impl Store {
         self.dirs.renewal_dir().join(format!("{name}.conf"))
     }
 
+    /// `live/NAME` (where the four symlinks and README are).
+    pub fn live_dir(&self, name: &str) -> PathBuf {
+        self.dirs.live_dir().join(name)
+    }
+
     /// Lineage names, from `renewal/*.conf`, sorted (certbot's `renewal_conf_files`).
     pub fn list_lineages(&self) -> Result<Vec<String>, StoreError> {
         let dir = self.dirs.renewal_dir();

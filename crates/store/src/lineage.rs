@@ -224,6 +224,11 @@ impl Lineage {
         })
     }
 
+    /// Expiry of the current certificate (certbot's `target_expiry`).
+    pub fn not_after(&self) -> Result<time::OffsetDateTime, StoreError> {
+        Ok(self.cert_info()?.not_after)
+    }
+
     /// The certificate's names as certbot lists them: the subject CN first (if any), then
     /// the subjectAltNames, without duplicates.
     pub fn names(&self) -> Result<Vec<String>, StoreError> {

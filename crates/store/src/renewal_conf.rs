@@ -415,6 +415,10 @@ impl RenewalConf {
     pub fn webroot_path(&self) -> Vec<String> {
         self.param("webroot_path").map(Value::to_list).unwrap_or_default()
     }
+    /// Set `webroot_path` as certbot writes it (always a list: `a,` or `a, b`).
+    pub fn set_webroot_path(&mut self, paths: &[String]) {
+        self.set_param("webroot_path", Value::List(paths.to_vec()));
+    }
     /// `[[webroot_map]]` entries (domain, webroot) in file order.
     pub fn webroot_map(&self) -> Vec<(String, String)> {
         self.params()
