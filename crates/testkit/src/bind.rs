@@ -2,7 +2,8 @@
 //!
 //! Layout (the same for every instance, so tests and the lead's end-to-end wiring can rely on
 //! it):
-//! - parent zone `example.test` (not updatable), with `ns1.example.test A 127.0.0.1`;
+//! - an empty root zone and the parent zone `example.test` (not updatable), with
+//!   `ns1.example.test A 127.0.0.1`;
 //! - each requested sub-zone (e.g. `host1.example.test`) delegated from the parent
 //!   (`host1 NS ns1.example.test.`) and served by the same `named`, updatable with one TSIG key
 //!   (`update-policy { grant <key> zonesub TXT; }`: TXT anywhere in the sub-zone, nothing else);
@@ -32,6 +33,11 @@ pub struct BindOptions {
     pub algorithm: String,
     /// Extra records for the parent zone, in zone-file syntax relative to `example.test.`.
     pub parent_records: Vec<String>,
+    /// Answer recursive queries (default true). Only this server's own zones exist (it also
+    /// serves an empty root zone, so other names get a quick NXDOMAIN); what recursion adds
+    /// is CNAME chasing across its zones, which a CA's resolver (Pebble's VA) needs to
+    /// follow `_acme-challenge.alias.example.test` into `host1.example.test`.
+    pub recursion: bool,
 }
 
 impl Default for BindOptions {
@@ -40,6 +46,7 @@ impl Default for BindOptions {
             zones: Vec::new(),
             algorithm: "hmac-sha256".into(),
             parent_records: Vec::new(),
+            recursion: true,
         }
     }
 }
@@ -106,10 +113,19 @@ impl Bind {
             "options {{\n  directory \"{d}\";\n  pid-file \"{d}/named.pid\";\n  \
              session-keyfile \"{d}/session.key\";\n  managed-keys-directory \"{d}\";\n  \
              listen-on port {port} {{ 127.0.0.1; }};\n  listen-on-v6 {{ none; }};\n  \
-             recursion no;\n  dnssec-validation no;\n  notify no;\n}};\ncontrols {{ }};\n\
+             recursion {recursion};\n  allow-recursion {{ 127.0.0.1; }};\n  dnssec-validation no;\n  \
+             notify no;\n}};\ncontrols {{ }};\n\
              include \"{d}/update.key\";\n\
-             zone \"{PARENT_ZONE}\" {{ type primary; file \"{PARENT_ZONE}.zone\"; }};\n"
+             zone \".\" {{ type primary; file \"root.zone\"; }};\n\
+             zone \"{PARENT_ZONE}\" {{ type primary; file \"{PARENT_ZONE}.zone\"; }};\n",
+            recursion = if opts.recursion { "yes" } else { "no" }
         );
+        std::fs::write(
+            dir.path().join("root.zone"),
+            format!(
+                "$TTL 60\n. IN SOA ns1.{PARENT_ZONE}. hostmaster.{PARENT_ZONE}. 1 60 60 3600 1\n. IN NS ns1.{PARENT_ZONE}.\n"
+            ),
+        )?;
         let mut parent = soa_header(PARENT_ZONE);
         parent.push_str("ns1 IN A 127.0.0.1\n");
         for zone in &opts.zones {
@@ -264,6 +280,33 @@ impl Bind {
                 .collect(),
             _ => Vec::new(),
         }
+    }
+
+    /// TXT values at `name` as a CA's resolver sees them (recursion desired, CNAMEs chased
+    /// when [`BindOptions::recursion`] is on); CNAME lines are dropped.
+    pub fn resolve_txt(&self, name: &str) -> Vec<String> {
+        let out = Command::new("dig")
+            .args([
+                "@127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "+short",
+                "+tries=1",
+                "+time=1",
+                name,
+                "TXT",
+            ])
+            .output();
+        let mut v: Vec<String> = match out {
+            Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter(|l| l.starts_with('"'))
+                .map(|l| l.trim().trim_matches('"').to_string())
+                .collect(),
+            _ => Vec::new(),
+        };
+        v.sort();
+        v
     }
 
     /// TXT values at `name` as this server answers them.

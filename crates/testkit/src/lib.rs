@@ -1,6 +1,21 @@
 //! Test harness: starts REAL test parts (Pebble, nginx, certbot, acme2certifier) on free loopback
 //! ports so integration tests run in parallel. Everything is synchronous; processes are stopped
 //! and temp dirs removed on drop; startup failures carry the part's log.
+//!
+//! ```no_run
+//! use certfleet_testkit::{Certbot, Nginx, Pebble};
+//! # fn main() -> anyhow::Result<()> {
+//! // Pebble's VA sends http-01 requests to the nginx that serves our webroot.
+//! let nginx = Nginx::start()?;
+//! let pebble = Pebble::builder().http_port(nginx.http_port()).validity_seconds(60).start()?;
+//! let certbot = Certbot::for_pebble(&pebble)?;
+//! let root = nginx.webroot().display().to_string();
+//! certbot.run_ok(&["certonly", "--webroot", "-w", &root, "-d", "a.example.test",
+//!     "--agree-tos", "--register-unsafely-without-email"])?;
+//! let fullchain = std::fs::read(certbot.live_dir("a.example.test").join("fullchain.pem"))?;
+//! assert_eq!(pebble.verify_chain(&fullchain, &["a.example.test"], std::time::SystemTime::now())?, 0);
+//! # Ok(()) }
+//! ```
 
 mod http;
 mod process;

@@ -67,10 +67,17 @@ impl NginxBuilder {
         self
     }
 
+    /// Starts nginx and waits until it listens (retrying with fresh ports if a picked one was
+    /// taken by a parallel test meanwhile).
     pub fn start(self) -> Result<Nginx> {
+        let fixed = self.http_port.is_some() || (self.https.is_some() && self.https_port.is_some());
+        crate::process::retry_on_port_clash(fixed, || self.try_start())
+    }
+
+    fn try_start(&self) -> Result<Nginx> {
         let dir = tempfile::Builder::new().prefix("certfleet-nginx-").tempdir()?;
-        let webroot = match self.webroot {
-            Some(w) => w,
+        let webroot = match &self.webroot {
+            Some(w) => w.clone(),
             None => dir.path().join("webroot"),
         };
         std::fs::create_dir_all(&webroot).with_context(|| format!("creating {}", webroot.display()))?;
@@ -79,7 +86,7 @@ impl NginxBuilder {
             proc: None,
             http_port: self.http_port.unwrap_or_else(free_port),
             https_port: self.https_port.unwrap_or_else(free_port),
-            https: self.https,
+            https: self.https.clone(),
             challenge_forbidden: self.challenge_forbidden,
             webroot,
             conf: dir.path().join("nginx.conf"),
@@ -93,6 +100,9 @@ impl NginxBuilder {
         let mut proc = Proc::spawn("nginx", &mut cmd, &out_log)?
             .with_extra_log(&nginx.error_log)
             .graceful();
+        // nginx writes its pid file only after binding every listener (it retries a taken port
+        // for ~2.5 s), so a foreign listener on the port cannot pass for nginx.
+        proc.wait_for_file(&nginx.dir.path().join("nginx.pid"))?;
         proc.wait_for_port(loopback(nginx.http_port))?;
         if nginx.https.is_some() {
             proc.wait_for_port(loopback(nginx.https_port))?;

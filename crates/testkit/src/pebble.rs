@@ -96,8 +96,13 @@ impl PebbleBuilder {
         self
     }
 
-    /// Starts the processes and waits until they listen.
+    /// Starts the processes and waits until they listen (retrying with fresh ports if one was
+    /// taken by a parallel test meanwhile).
     pub fn start(self) -> Result<Pebble> {
+        crate::process::retry_on_port_clash(false, || self.try_start())
+    }
+
+    fn try_start(&self) -> Result<Pebble> {
         let dir = tempfile::Builder::new().prefix("certfleet-pebble-").tempdir()?;
         let tls = localhost_tls(dir.path())?;
         let listen_port = free_port();
@@ -146,8 +151,8 @@ impl PebbleBuilder {
         if let Some(secs) = self.validity_seconds {
             config.insert("certificateValidityPeriod".into(), json!(secs));
         }
-        for (k, v) in self.extra_config {
-            config.insert(k, v);
+        for (k, v) in &self.extra_config {
+            config.insert(k.clone(), v.clone());
         }
         let config_path = dir.path().join("pebble-config.json");
         write(

@@ -81,6 +81,35 @@ impl Proc {
         }
     }
 
+    /// Polls until `path` exists (e.g. a pid file written only after the sockets are bound); fails
+    /// early, with the logs, if the process exits first.
+    pub(crate) fn wait_for_file(&mut self, path: &Path) -> Result<()> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!(
+                    "{} exited before creating {} ({status}); log:\n{}",
+                    self.name,
+                    path.display(),
+                    self.log_tail()
+                );
+            }
+            if path.exists() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{} did not create {} within {:?}; log:\n{}",
+                    self.name,
+                    path.display(),
+                    READY_TIMEOUT,
+                    self.log_tail()
+                );
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
     /// The last few KiB of each log file, for error messages.
     pub(crate) fn log_tail(&self) -> String {
         self.logs.iter().map(|p| tail(p)).collect::<Vec<_>>().join("\n")
@@ -133,5 +162,27 @@ pub(crate) fn tail(path: &Path) -> String {
             )
         }
         Err(e) => format!("--- {} (unreadable: {e}) ---", path.display()),
+    }
+}
+
+/// True when startup failed because a picked port was taken in the meantime (by another test
+/// process): worth one more try with fresh ports.
+pub(crate) fn is_port_clash(err: &anyhow::Error) -> bool {
+    format!("{err:#}")
+        .to_lowercase()
+        .contains("address already in use")
+}
+
+/// Runs `start` up to three times while it fails with a port clash (once if `ports_fixed`: the
+/// caller chose the ports, so trying again cannot help).
+pub(crate) fn retry_on_port_clash<T>(ports_fixed: bool, mut start: impl FnMut() -> Result<T>) -> Result<T> {
+    let attempts = if ports_fixed { 1 } else { 3 };
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match start() {
+            Err(e) if attempt < attempts && is_port_clash(&e) => continue,
+            other => return other,
+        }
     }
 }

@@ -92,3 +92,14 @@ fn bad_config_error_includes_nginx_log() {
     };
     assert!(err.contains("nope.pem"), "{err}");
 }
+
+#[test]
+fn port_in_use_is_reported_with_nginx_log() {
+    let port = certfleet_testkit::free_port();
+    let _taken = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let err = match Nginx::builder().http_port(port).start() {
+        Ok(_) => panic!("nginx started on a taken port"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.to_lowercase().contains("address already in use"), "{err}");
+}
