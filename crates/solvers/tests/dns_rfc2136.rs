@@ -147,6 +147,29 @@ async fn cname_delegation_writes_at_the_target() {
         s.bind.dig("_acme-challenge.alias.example.test", "CNAME"),
         vec!["_acme-challenge.host1.example.test.".to_string()]
     );
+    // What a CA's resolver (e.g. Pebble's VA, pointed at this BIND) sees.
+    assert_eq!(
+        s.bind.resolve_txt("_acme-challenge.alias.example.test"),
+        vec![txt_value("alias.thumb")]
+    );
+    solver.cleanup(&tasks).await.unwrap();
+    assert!(s.bind.txt("_acme-challenge.host1.example.test").is_empty());
+}
+
+#[tokio::test]
+async fn cname_delegation_with_an_authoritative_only_resolver() {
+    let s = Setup::with(BindOptions {
+        zones: vec!["host1.example.test".into()],
+        recursion: false,
+        ..BindOptions::default()
+    });
+    let solver = s.solver();
+    let tasks = [task("alias.example.test", "alias.thumb")];
+    solver.present(&tasks).await.unwrap();
+    assert_eq!(
+        s.bind.txt("_acme-challenge.host1.example.test"),
+        vec![txt_value("alias.thumb")]
+    );
     solver.cleanup(&tasks).await.unwrap();
     assert!(s.bind.txt("_acme-challenge.host1.example.test").is_empty());
 }
