@@ -59,3 +59,49 @@ fn certbot_failure_reports_its_output() {
         "{msg}"
     );
 }
+
+#[test]
+fn certbot_webroot_through_nginx_then_nginx_serves_it() {
+    let mut nginx = certfleet_testkit::Nginx::start().unwrap();
+    let pebble = Pebble::builder()
+        .http_port(nginx.http_port())
+        .validity_seconds(3600)
+        .env("PEBBLE_WFE_NONCEREJECT", "0")
+        .start()
+        .unwrap();
+    let certbot = Certbot::for_pebble(&pebble).unwrap();
+    let root = nginx.webroot().display().to_string();
+    certbot
+        .run_ok(&[
+            "certonly",
+            "--webroot",
+            "-w",
+            &root,
+            "-d",
+            "web.example.test",
+            "--agree-tos",
+            "--register-unsafely-without-email",
+        ])
+        .unwrap();
+    let live = certbot.live_dir("web.example.test");
+    let fullchain = std::fs::read(live.join("fullchain.pem")).unwrap();
+    assert_eq!(
+        pebble
+            .verify_chain(&fullchain, &["web.example.test"], SystemTime::now())
+            .unwrap(),
+        0
+    );
+    let leaf_der = pem_certs(&fullchain).unwrap().remove(0);
+    let (_, leaf) = x509_parser::parse_x509_certificate(&leaf_der).unwrap();
+    let lifetime = leaf.validity().not_after.timestamp() - leaf.validity().not_before.timestamp();
+    assert!(
+        (3590..=3610).contains(&lifetime),
+        "validity_seconds not applied: {lifetime}s"
+    );
+
+    nginx
+        .enable_https(live.join("fullchain.pem"), live.join("privkey.pem"))
+        .unwrap();
+    let served = nginx.served_leaf(Some("web.example.test")).unwrap();
+    assert_eq!(served, leaf_der);
+}
