@@ -38,6 +38,28 @@ impl CertFacts {
     }
 }
 
+/// Why a certificate's names differ from the names the lineage conf wants, if they do
+/// (compared case-insensitively, order ignored), ready for [`CertFacts::with_mismatch`].
+pub fn names_mismatch(cert_names: &[String], wanted: &[String]) -> Option<String> {
+    use std::collections::BTreeSet;
+    let norm = |v: &[String]| {
+        v.iter()
+            .map(|n| n.trim_end_matches('.').to_ascii_lowercase())
+            .collect::<BTreeSet<_>>()
+    };
+    let (have, want) = (norm(cert_names), norm(wanted));
+    let added: Vec<_> = want.difference(&have).map(String::as_str).collect();
+    let removed: Vec<_> = have.difference(&want).map(String::as_str).collect();
+    let mut parts = Vec::new();
+    if !added.is_empty() {
+        parts.push(format!("names to add: {}", added.join(", ")));
+    }
+    if !removed.is_empty() {
+        parts.push(format!("names to remove: {}", removed.join(", ")));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
 /// An ARI (RFC 9773) `suggestedWindow`, with the poll time the CA's `Retry-After` asked for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AriWindow {
@@ -53,6 +75,25 @@ pub struct AriWindow {
 }
 
 impl AriWindow {
+    /// From a renewalInfo answer fetched at `fetched_at`, whose `Retry-After` was `retry_in`.
+    pub fn new(
+        start: OffsetDateTime,
+        end: OffsetDateTime,
+        explanation_url: Option<String>,
+        fetched_at: OffsetDateTime,
+        retry_in: Option<std::time::Duration>,
+    ) -> Self {
+        let retry_after = retry_in
+            .and_then(|d| Duration::try_from(d).ok())
+            .map(|d| fetched_at + d);
+        Self {
+            start,
+            end,
+            explanation_url,
+            retry_after,
+        }
+    }
+
     /// RFC 9773: a window whose end is not after its start is invalid and must be ignored.
     pub fn is_valid(&self) -> bool {
         self.end > self.start

@@ -110,13 +110,38 @@ mod tests {
         starts.sort();
         println!("starts: {starts:?}");
         assert!(max_seen.load(Ordering::SeqCst) <= 4);
-        // Burst of 2 at once, then one per 50 ms: the 12th start is at >= 10 * 50 ms.
-        assert!(starts[1] < Duration::from_millis(40), "{starts:?}");
+        // Burst of 2, then one per 50 ms: the 12th start is at >= 10 * 50 ms.
         assert!(starts[11] >= Duration::from_millis(490), "{starts:?}");
         for w in starts.windows(3) {
             // Any three consecutive starts span at least one interval (burst 2).
             assert!(w[2] - w[0] >= Duration::from_millis(45), "{starts:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn burst_starts_at_once_then_paces() {
+        // Long interval so a loaded machine cannot blur the difference.
+        let pacer = Pacer::new(8, 2.0, 2);
+        let t0 = Instant::now();
+        let _a = pacer.acquire().await;
+        let _b = pacer.acquire().await;
+        assert!(
+            t0.elapsed() < Duration::from_millis(250),
+            "burst of 2 is immediate: {:?}",
+            t0.elapsed()
+        );
+        let _c = pacer.acquire().await;
+        assert!(
+            t0.elapsed() >= Duration::from_millis(490),
+            "third waits an interval: {:?}",
+            t0.elapsed()
+        );
+        // After idling, the burst is available again.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let t1 = Instant::now();
+        let _d = pacer.acquire().await;
+        let _e = pacer.acquire().await;
+        assert!(t1.elapsed() < Duration::from_millis(250), "{:?}", t1.elapsed());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

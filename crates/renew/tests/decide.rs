@@ -463,3 +463,41 @@ fn decisions_read_well() {
     assert!(text.starts_with("not due until 2025-04-"), "{text}");
     assert!(text.contains("expires 2025-05-30T00:00:00Z"), "{text}");
 }
+
+#[test]
+fn names_mismatch_describes_the_difference() {
+    use certfleet_renew::names_mismatch;
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        names_mismatch(&s(&["a.test", "B.test"]), &s(&["b.test", "a.test."])),
+        None
+    );
+    assert_eq!(
+        names_mismatch(
+            &s(&["a.test", "old.test"]),
+            &s(&["a.test", "new.test", "*.a.test"])
+        )
+        .unwrap(),
+        "names to add: *.a.test, new.test; names to remove: old.test"
+    );
+    let c = cert(Duration::days(90))
+        .with_mismatch(names_mismatch(&s(&["a.test"]), &s(&["a.test", "www.a.test"])).unwrap());
+    let d = at(&RenewalInput::new(&c), T0);
+    assert!(
+        d.is_renew_now() && reason(&d).contains("names to add: www.a.test"),
+        "{d}"
+    );
+}
+
+#[test]
+fn ari_window_from_an_acme_answer() {
+    let w = AriWindow::new(
+        T0,
+        T0 + Duration::days(1),
+        Some("https://ca.example/x".into()),
+        T0 - Duration::hours(1),
+        Some(std::time::Duration::from_secs(21600)),
+    );
+    assert_eq!(w.retry_after, Some(T0 + Duration::hours(5)));
+    assert!(w.is_valid());
+}
