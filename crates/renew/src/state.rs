@@ -4,7 +4,10 @@
 //! One file per lineage rather than one index: concurrent renewals (`--jobs N`) each rewrite
 //! only their own few hundred bytes, so a crash or a corrupt write loses at most one
 //! lineage's memory and no lock is needed between jobs. Reading 10,000 of them is measured by
-//! `tests::load_10k_lineages_is_fast` (tens of milliseconds here), well within a renew run.
+//! `tests::load_10k_lineages_is_fast`: 0.2-0.3 s in a debug build on a busy 2-core machine,
+//! mostly open/read syscalls. One index file would read faster (one 4 MB parse) but every
+//! save would rewrite all 10,000 entries and concurrent jobs would need a lock around it; a
+//! renew run reads 10,000 certificates from the store anyway, which costs more than this.
 
 use std::collections::BTreeMap;
 use std::fs;
