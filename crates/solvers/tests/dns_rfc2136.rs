@@ -349,3 +349,34 @@ async fn preflight_rejects_ip_identifiers() {
         .to_string();
     assert!(err.contains("192.0.2.1 is an IP address"), "{err}");
 }
+
+#[tokio::test]
+async fn sign_query_finds_the_zone_on_a_primary_that_requires_tsig_for_queries() {
+    use certfleet_solvers::dns::DnsProvider;
+    use certfleet_solvers::dns::TxtRecord;
+    use certfleet_solvers::dns::rfc2136::{Rfc2136Config, Rfc2136Provider};
+    let s = Setup::with(BindOptions {
+        zones: vec!["host1.example.test".into()],
+        zone_options: vec!["allow-query { key certfleet-key; };".into()],
+        ..BindOptions::default()
+    });
+    let rec = TxtRecord {
+        domain: "host1.example.test".into(),
+        fqdn: "_acme-challenge.host1.example.test".into(),
+        zone: None,
+        value: "signed-query".into(),
+    };
+    // Unsigned, the SOA walk is refused: certbot's plugin fails the same way.
+    let plain = Rfc2136Provider::new(&Rfc2136Config::from_certbot_ini(&s.ini()).unwrap()).unwrap();
+    assert!(plain.set_txt(&rec).await.is_err());
+
+    let mut ini = std::fs::read_to_string(s.ini()).unwrap();
+    ini.push_str("dns_rfc2136_sign_query = true\n");
+    std::fs::write(s.ini(), ini).unwrap();
+    let signed = Rfc2136Provider::new(&Rfc2136Config::from_certbot_ini(&s.ini()).unwrap()).unwrap();
+    assert_eq!(
+        signed.set_txt(&rec).await.unwrap(),
+        Some("host1.example.test".into())
+    );
+    signed.remove_txt(&rec).await.unwrap();
+}

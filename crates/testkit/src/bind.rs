@@ -38,6 +38,8 @@ pub struct BindOptions {
     /// is CNAME chasing across its zones, which a CA's resolver (Pebble's VA) needs to
     /// follow `_acme-challenge.alias.example.test` into `host1.example.test`.
     pub recursion: bool,
+    /// Extra statements inside each sub-zone's `zone { }` block (e.g. an `allow-query`).
+    pub zone_options: Vec<String>,
 }
 
 impl Default for BindOptions {
@@ -47,6 +49,7 @@ impl Default for BindOptions {
             algorithm: "hmac-sha256".into(),
             parent_records: Vec::new(),
             recursion: true,
+            zone_options: Vec::new(),
         }
     }
 }
@@ -133,7 +136,8 @@ impl Bind {
             parent.push_str(&format!("{label} IN NS ns1.{PARENT_ZONE}.\n"));
             conf.push_str(&format!(
                 "zone \"{zone}\" {{ type primary; file \"{zone}.zone\"; \
-                 update-policy {{ grant {key_name} zonesub TXT; }}; }};\n"
+                 update-policy {{ grant {key_name} zonesub TXT; }}; {} }};\n",
+                opts.zone_options.join(" ")
             ));
             std::fs::write(dir.path().join(format!("{zone}.zone")), soa_header(zone))?;
         }
@@ -181,7 +185,7 @@ impl Bind {
                 bail!("named exited ({status}) during startup:\n{}", self.log());
             }
             if TcpStream::connect_timeout(&self.addr(), Duration::from_millis(200)).is_ok()
-                && zones.iter().all(|z| !self.dig(z, "SOA").is_empty())
+                && zones.iter().all(|z| !self.dig_with(z, "SOA", true).is_empty())
             {
                 return Ok(());
             }
@@ -260,7 +264,16 @@ impl Bind {
     /// `dig +short` against this server (no recursion): one line per record, TXT quotes
     /// removed. An independent view of what the server answers.
     pub fn dig(&self, name: &str, rtype: &str) -> Vec<String> {
-        let out = Command::new("dig")
+        self.dig_with(name, rtype, false)
+    }
+
+    /// `dig`, TSIG-signed with the update key when `signed` (zones may restrict queries).
+    fn dig_with(&self, name: &str, rtype: &str, signed: bool) -> Vec<String> {
+        let mut cmd = Command::new("dig");
+        if signed {
+            cmd.arg("-k").arg(self.key_file());
+        }
+        let out = cmd
             .args([
                 "@127.0.0.1",
                 "-p",

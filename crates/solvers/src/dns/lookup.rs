@@ -22,6 +22,8 @@ const MAX_CNAME_HOPS: usize = 10;
 pub struct Resolver {
     addr: SocketAddr,
     timeout: Duration,
+    /// Sign queries (certbot's `dns_rfc2136_sign_query`, for primaries that require it).
+    tsig: Option<wire::TsigKey>,
 }
 
 /// One authoritative server of a zone.
@@ -37,6 +39,14 @@ impl Resolver {
         Resolver {
             addr,
             timeout: Duration::from_secs(3),
+            tsig: None,
+        }
+    }
+
+    pub(crate) fn signed(addr: SocketAddr, key: wire::TsigKey) -> Self {
+        Resolver {
+            tsig: Some(key),
+            ..Resolver::new(addr)
         }
     }
 
@@ -72,7 +82,7 @@ impl Resolver {
         msg.metadata.recursion_desired = true;
         msg.add_query(Query::query(qname, rtype));
         wire::add_edns(&mut msg);
-        let resp = wire::exchange(self.addr, msg, None, self.timeout).await?;
+        let resp = wire::exchange(self.addr, msg, self.tsig.as_ref(), self.timeout).await?;
         match resp.metadata.response_code {
             ResponseCode::NoError | ResponseCode::NXDomain => Ok(resp),
             rc => Err(self.lookup_err(name, format!("{rtype} query answered {rc}"))),

@@ -1,10 +1,9 @@
 //! The one trait every DNS provider implements (lego-style: one file per provider).
 
-use std::net::SocketAddr;
-
 use serde::{Deserialize, Serialize};
 
 use super::DnsError;
+use super::lookup::Resolver;
 
 /// One TXT value to put at one name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -57,7 +56,7 @@ pub trait DnsProvider: Send + Sync {
     }
 
     /// The server to ask for CNAME/SOA/NS lookups when none is configured.
-    fn default_resolver(&self) -> Option<SocketAddr> {
+    fn default_resolver(&self) -> Option<Resolver> {
         None
     }
 }

@@ -37,6 +37,8 @@ pub struct Rfc2136Config {
     pub algorithm: TsigAlgorithm,
     /// Base64 secret.
     pub secret: Secret,
+    /// `dns_rfc2136_sign_query = true`: also sign the SOA queries sent to `server`.
+    pub sign_query: bool,
 }
 
 impl Rfc2136Config {
@@ -72,11 +74,16 @@ impl Rfc2136Config {
                 ))
             })?,
         };
+        // certbot: `(credentials.conf('sign_query') or '').upper() == "TRUE"`.
+        let sign_query = f
+            .get("dns_rfc2136_sign_query")
+            .is_some_and(|v| v.expose().eq_ignore_ascii_case("true"));
         let cfg = Rfc2136Config {
             server: SocketAddr::new(ip, port),
             key_name,
             algorithm,
             secret,
+            sign_query,
         };
         cfg.key().map_err(|why| f.error(why))?;
         Ok(cfg)
@@ -92,6 +99,7 @@ impl Rfc2136Config {
 pub struct Rfc2136Provider {
     server: SocketAddr,
     key: TsigKey,
+    sign_query: bool,
     timeout: Duration,
 }
 
@@ -100,6 +108,7 @@ impl Rfc2136Provider {
         Ok(Rfc2136Provider {
             server: cfg.server,
             key: cfg.key().map_err(DnsError::Config)?,
+            sign_query: cfg.sign_query,
             timeout: Duration::from_secs(5),
         })
     }
@@ -108,7 +117,16 @@ impl Rfc2136Provider {
     async fn zone_of(&self, record: &TxtRecord) -> Result<String, DnsError> {
         match &record.zone {
             Some(z) => Ok(z.clone()),
-            None => Resolver::new(self.server).find_zone(&record.fqdn).await,
+            None => self.server_resolver().find_zone(&record.fqdn).await,
+        }
+    }
+
+    /// The update server as a resolver, signing queries when configured to.
+    fn server_resolver(&self) -> Resolver {
+        if self.sign_query {
+            Resolver::signed(self.server, self.key.clone())
+        } else {
+            Resolver::new(self.server)
         }
     }
 
@@ -187,8 +205,8 @@ impl DnsProvider for Rfc2136Provider {
     }
 
     /// The update server is authoritative for the zones it updates: a good resolver default.
-    fn default_resolver(&self) -> Option<SocketAddr> {
-        Some(self.server)
+    fn default_resolver(&self) -> Option<Resolver> {
+        Some(self.server_resolver())
     }
 }
 
@@ -218,7 +236,10 @@ mod tests {
         let (_d, p) =
             ini("dns_rfc2136_server = 192.0.2.1\ndns_rfc2136_name = k\ndns_rfc2136_secret = c2VjcmV0\n");
         let c = Rfc2136Config::from_certbot_ini(&p).unwrap();
-        assert_eq!((c.server.port(), c.algorithm), (53, TsigAlgorithm::HmacMd5));
+        assert_eq!(
+            (c.server.port(), c.algorithm, c.sign_query),
+            (53, TsigAlgorithm::HmacMd5, false)
+        );
     }
 
     #[test]

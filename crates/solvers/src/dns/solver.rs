@@ -129,10 +129,10 @@ impl Dns01Solver {
 
     /// Use a ready-made provider; `cfg.provider` is ignored.
     pub fn with_provider(provider: Arc<dyn DnsProvider>, cfg: &Dns01Config) -> Result<Self, DnsError> {
-        let resolver = match cfg.resolver.or_else(|| provider.default_resolver()) {
+        let resolver = match cfg.resolver {
             Some(a) => Some(Resolver::new(a)),
             // Only hooks without a propagation check can do without DNS lookups.
-            None => Resolver::system().ok(),
+            None => provider.default_resolver().or_else(|| Resolver::system().ok()),
         };
         Ok(Dns01Solver {
             provider,
