@@ -3,6 +3,7 @@
 
 mod account;
 mod args;
+mod authenticator;
 mod cli_ini;
 mod error;
 mod issue;

@@ -1,20 +1,18 @@
 //! `certfleet certonly`: obtain a certificate for some names and save it as a lineage.
 
-use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode as ProcessExit;
 use std::time::Duration;
 
 use certfleet_core::identifier::{check_count, parse_domain_args};
 use certfleet_core::{CertInfo, Identifier, KeySpec};
-use certfleet_solvers::Solver;
-use certfleet_solvers::http01::{Standalone, Webroot};
 use certfleet_store::renewal_conf::RenewalConf;
 use certfleet_store::{CertFiles, Kind};
 
 use crate::account;
 use crate::args::{CertonlyArgs, GlobalArgs};
+use crate::authenticator::{AuthSpec, SolverContext};
 use crate::error::{CliError, Result};
 use crate::issue::{self, IssueRequest, KeySource};
 use crate::progress::Progress;
@@ -44,7 +42,8 @@ pub async fn run(g: &GlobalArgs, a: &CertonlyArgs, matches: &clap::ArgMatches) -
     check_count(identifiers.len()).map_err(|e| CliError::usage(e.to_string()))?;
 
     let key_spec = key_spec(a)?;
-    let solver = build_solver(a, matches, &identifiers).await?;
+    let auth = AuthSpec::from_args(a, matches, &identifiers)?;
+    let solver = auth.solver(&store_for_solver(g)).await?;
     solver.preflight(&identifiers).await.map_err(CliError::solver)?;
 
     let store = account::store(g);
@@ -135,14 +134,8 @@ pub async fn run(g: &GlobalArgs, a: &CertonlyArgs, matches: &clap::ArgMatches) -
             .map_err(CliError::store)?,
     };
     let mut conf = existing.as_ref().map(|l| l.conf.clone()).unwrap_or_default();
-    record_renewal_params(
-        &mut conf,
-        g,
-        a,
-        &acct,
-        &solver_params(a, matches, &identifiers)?,
-        key_spec,
-    );
+    record_renewal_params(&mut conf, g, a, &acct, key_spec);
+    auth.record(&mut conf);
     let key_pem = issued.key.as_ref().expect("lineages always have a key").to_pem();
     let files = CertFiles::new(issued.cert_pem.clone(), issued.chain_pem.clone(), key_pem);
     store
@@ -163,6 +156,12 @@ pub async fn run(g: &GlobalArgs, a: &CertonlyArgs, matches: &clap::ArgMatches) -
         println!("This certificate expires on {}.", issued.info.not_after.date());
     }
     Ok(ProcessExit::SUCCESS)
+}
+
+fn store_for_solver(g: &GlobalArgs) -> SolverContext {
+    SolverContext {
+        work_dir: g.work_dir.clone(),
+    }
 }
 
 fn sorted(mut v: Vec<String>) -> Vec<String> {
@@ -192,97 +191,15 @@ fn key_spec(a: &CertonlyArgs) -> Result<KeySpec> {
         .map_err(|e| CliError::usage(e.to_string()))
 }
 
-/// certbot's -w/-d pairing: each -d uses the last -w given before it; -d flags before any
-/// -w use the first -w.
-fn webroot_map(
-    a: &CertonlyArgs,
-    m: &clap::ArgMatches,
-    ids: &[Identifier],
-) -> Result<BTreeMap<String, PathBuf>> {
-    if a.webroot_path.is_empty() {
-        return Err(CliError::usage(
-            "--webroot needs a document root: -w /var/www/html (before the -d flags it serves)",
-        ));
-    }
-    let w_idx: Vec<usize> = m
-        .indices_of("webroot_path")
-        .map(|i| i.collect())
-        .unwrap_or_default();
-    let d_idx: Vec<usize> = m.indices_of("domains").map(|i| i.collect()).unwrap_or_default();
-    let mut map = BTreeMap::new();
-    for (raw, idx) in a.domains.iter().zip(d_idx) {
-        let pos = w_idx.iter().rposition(|&w| w < idx).unwrap_or(0);
-        let root = a.webroot_path[pos].clone();
-        for part in raw.split(',').filter(|p| !p.trim().is_empty()) {
-            let id = Identifier::dns(part).map_err(|e| CliError::usage(e.to_string()))?;
-            map.entry(id.value()).or_insert_with(|| root.clone());
-        }
-    }
-    for id in ids {
-        map.entry(id.value()).or_insert_with(|| a.webroot_path[0].clone());
-    }
-    Ok(map)
-}
-
-async fn build_solver(a: &CertonlyArgs, m: &clap::ArgMatches, ids: &[Identifier]) -> Result<Box<dyn Solver>> {
-    if a.webroot {
-        return Ok(Box::new(Webroot::new(webroot_map(a, m, ids)?)));
-    }
-    if a.standalone {
-        let ip: IpAddr = if a.http01_address.is_empty() {
-            IpAddr::from([0, 0, 0, 0])
-        } else {
-            a.http01_address.parse().map_err(|_| {
-                CliError::usage(format!(
-                    "--http-01-address {:?} is not an IP address",
-                    a.http01_address
-                ))
-            })?
-        };
-        let s = Standalone::bind(SocketAddr::new(ip, a.http01_port))
-            .await
-            .map_err(CliError::solver)?;
-        return Ok(Box::new(s));
-    }
-    if !a.webroot_path.is_empty() {
-        return Ok(Box::new(Webroot::new(webroot_map(a, m, ids)?)));
-    }
-    Err(CliError::usage(
-        "choose how to prove control of the names: --webroot -w /var/www/html, or --standalone (port 80 free)",
-    ))
-}
-
-/// What the authenticator needs to be recorded for renewal.
-struct SolverParams {
-    authenticator: &'static str,
-    webroot_map: BTreeMap<String, PathBuf>,
-}
-
-fn solver_params(a: &CertonlyArgs, m: &clap::ArgMatches, ids: &[Identifier]) -> Result<SolverParams> {
-    if a.standalone {
-        Ok(SolverParams {
-            authenticator: "standalone",
-            webroot_map: BTreeMap::new(),
-        })
-    } else {
-        Ok(SolverParams {
-            authenticator: "webroot",
-            webroot_map: webroot_map(a, m, ids)?,
-        })
-    }
-}
-
 fn record_renewal_params(
     conf: &mut RenewalConf,
     g: &GlobalArgs,
     a: &CertonlyArgs,
     acct: &certfleet_acme::Account,
-    sp: &SolverParams,
     spec: KeySpec,
 ) {
     let account_id = certfleet_store::jwk::account_id(acct.key().private_key());
     conf.set_param("account", account_id);
-    conf.set_param("authenticator", sp.authenticator);
     conf.set_param("server", g.server_url());
     conf.set_param("key_type", spec.key_type());
     match spec {
@@ -293,30 +210,6 @@ fn record_renewal_params(
         _ => {
             conf.set_param("elliptic_curve", spec.curve().unwrap_or("secp256r1"));
         }
-    }
-    if sp.authenticator == "standalone" {
-        if a.http01_port != 80 {
-            conf.set_param("http01_port", a.http01_port.to_string());
-        }
-        if !a.http01_address.is_empty() {
-            conf.set_param("http01_address", a.http01_address.clone());
-        }
-    }
-    if !sp.webroot_map.is_empty() {
-        let mut roots: Vec<String> = Vec::new();
-        for r in sp.webroot_map.values() {
-            let s = r.display().to_string();
-            if !roots.contains(&s) {
-                roots.push(s);
-            }
-        }
-        conf.set_param("webroot_path", roots);
-        let map: Vec<(String, String)> = sp
-            .webroot_map
-            .iter()
-            .map(|(k, v)| (k.clone(), v.display().to_string()))
-            .collect();
-        conf.set_webroot_map(&map);
     }
     for (key, val) in [
         ("pre_hook", &a.pre_hook),
@@ -371,8 +264,8 @@ async fn csr_flow(
         }
     }
     check_count(identifiers.len()).map_err(|e| CliError::usage(e.to_string()))?;
-    let m = clap::ArgMatches::default();
-    let solver = build_solver(a, &m, &identifiers).await?;
+    let auth = AuthSpec::from_args(a, &clap::ArgMatches::default(), &identifiers)?;
+    let solver = auth.solver(&store_for_solver(g)).await?;
     let store = account::store(g);
     let client = account::connect(g).await?;
     let acct = account::obtain(g, &store, &client, !a.dry_run, progress).await?;
