@@ -61,11 +61,11 @@ pub async fn issue(
     let (order_url, order) = account
         .new_order(&NewOrder {
             identifiers: ids.clone(),
-            profile,
+            profile: profile.clone(),
             replaces: req.replaces.clone(),
         })
         .await
-        .map_err(CliError::acme)?;
+        .map_err(|e| order_error(e, profile.as_deref(), account))?;
 
     if order.status == OrderStatus::Pending {
         prove_control(account, solver, &order.authorizations, req.timeout, progress).await?;
@@ -199,22 +199,10 @@ async fn prove_control(
 }
 
 fn choose_profile(account: &Account, req: &IssueRequest) -> Result<Option<String>, CliError> {
-    let offered = &account.client().directory().meta.profiles;
+    let directory = account.client().directory();
+    let offered = &directory.meta.profiles;
     if let Some(p) = &req.required_profile {
-        if !offered.contains_key(p) {
-            let list = if offered.is_empty() {
-                "it advertises no profiles".to_string()
-            } else {
-                format!(
-                    "it offers: {}",
-                    offered.keys().cloned().collect::<Vec<_>>().join(", ")
-                )
-            };
-            return Err(CliError::new(
-                ExitCode::Usage,
-                format!("--required-profile {p}: the CA does not advertise profile {p:?} ({list})"),
-            ));
-        }
+        check_required_profile(directory, p)?;
         return Ok(Some(p.clone()));
     }
     match &req.preferred_profile {
@@ -225,6 +213,52 @@ fn choose_profile(account: &Account, req: &IssueRequest) -> Result<Option<String
         }
         None => Ok(None),
     }
+}
+
+/// `--required-profile`: the CA must advertise it. Checked before any account or order exists.
+pub fn check_required_profile(directory: &certfleet_acme::Directory, p: &str) -> Result<(), CliError> {
+    if directory.meta.profiles.contains_key(p) {
+        return Ok(());
+    }
+    Err(CliError::new(
+        ExitCode::Usage,
+        format!(
+            "--required-profile {p}: the CA does not advertise profile {p:?} ({})",
+            offered_profiles(directory)
+        ),
+    ))
+}
+
+fn offered_profiles(directory: &certfleet_acme::Directory) -> String {
+    let offered = &directory.meta.profiles;
+    if offered.is_empty() {
+        "it advertises no profiles".to_string()
+    } else {
+        format!(
+            "it offers: {}",
+            offered.keys().cloned().collect::<Vec<_>>().join(", ")
+        )
+    }
+}
+
+/// A refused new order; `invalidProfile` says which profile and what to do instead, since the
+/// directory may advertise a profile the CA still refuses (account policy, stale directory).
+fn order_error(e: AcmeError, profile: Option<&str>, account: &Account) -> CliError {
+    if let (Some(p), Some(problem)) = (profile, e.problem())
+        && problem.kind() == certfleet_acme::ProblemKind::InvalidProfile
+    {
+        return CliError::new(
+            ExitCode::Ca,
+            format!(
+                "the CA refused the order with profile {p:?}: {problem}\n  \
+                 hint: the CA's directory lists profiles ({}), but it does not accept {p:?} for this order \
+                 (account or CA policy); choose another with --preferred-profile/--required-profile, \
+                 or drop the flag to get the CA's default profile",
+                offered_profiles(account.client().directory())
+            ),
+        );
+    }
+    CliError::acme(e)
 }
 
 /// certbot's rule: the first chain whose topmost issuer CN matches, else the default chain.

@@ -39,6 +39,7 @@ pub struct Acme2CertifierBuilder {
     renewal_force: bool,
     retry_after_timeout: u64,
     validity_days: u32,
+    profile_validity: Vec<(String, u32)>,
     extra: Vec<(String, String, String)>,
 }
 
@@ -52,6 +53,7 @@ impl Default for Acme2CertifierBuilder {
             renewal_force: false,
             retry_after_timeout: 60,
             validity_days: 30,
+            profile_validity: Vec::new(),
             extra: Vec::new(),
         }
     }
@@ -79,6 +81,14 @@ impl Acme2CertifierBuilder {
     /// `[CAhandler] cert_validity_days`.
     pub fn validity_days(mut self, days: u32) -> Self {
         self.validity_days = days;
+        self
+    }
+
+    /// Certificates ordered with `profile` are valid for `days` (instead of
+    /// [`Self::validity_days`]): acme2certifier's multi-handler mode routes the profile to its own
+    /// `[CAhandler:<profile>]` section (`[Order] profile_cahandler`), which overlays `[CAhandler]`.
+    pub fn profile_validity_days(mut self, profile: &str, days: u32) -> Self {
+        self.profile_validity.push((profile.to_owned(), days));
         self
     }
 
@@ -227,6 +237,32 @@ impl Acme2CertifierBuilder {
                 ],
             ),
         ];
+        if !self.profile_validity.is_empty() {
+            let handler = |days: u32| {
+                vec![
+                    (
+                        "handler_module".to_owned(),
+                        "acme2certifier.cahandlers.openssl_ca_handler".to_owned(),
+                    ),
+                    ("cert_validity_days".to_owned(), days.to_string()),
+                ]
+            };
+            let mut routes = serde_json::Map::new();
+            sections.push(("CAhandler:default".into(), handler(self.validity_days)));
+            for (profile, days) in &self.profile_validity {
+                routes.insert(profile.clone(), json!(profile));
+                sections.push((format!("CAhandler:{profile}"), handler(*days)));
+            }
+            for (section, key, value) in [
+                ("CAhandler", "multi_handler", "True".to_owned()),
+                ("CAhandler", "default_handler", "default".to_owned()),
+                ("Order", "profile_cahandler", Value::Object(routes).to_string()),
+            ] {
+                if let Some((_, kv)) = sections.iter_mut().find(|(s, _)| s == section) {
+                    kv.push((key.into(), value));
+                }
+            }
+        }
         for (section, key, value) in &self.extra {
             match sections.iter_mut().find(|(s, _)| s == section) {
                 Some((_, kv)) => match kv.iter_mut().find(|(k, _)| k == key) {

@@ -91,6 +91,9 @@ pub async fn run(g: &GlobalArgs, a: &CertonlyArgs, matches: &clap::ArgMatches) -
     }
 
     let client = account::connect(g).await?;
+    if let Some(p) = &a.required_profile {
+        issue::check_required_profile(client.directory(), p)?;
+    }
     let acct = account::obtain(g, &store, &client, !a.dry_run, &progress).await?;
 
     let key = match (&existing, a.reuse_key) {
