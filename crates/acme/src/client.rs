@@ -303,3 +303,113 @@ fn problem_from(url: &str, reply: &Reply) -> AcmeError {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(status: u16, headers: &[(&'static str, &str)], body: &str) -> Reply {
+        let mut map = HeaderMap::new();
+        for (k, v) in headers {
+            map.append(*k, v.parse().unwrap());
+        }
+        Reply {
+            status: StatusCode::from_u16(status).unwrap(),
+            headers: map,
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    /// RFC 8555 section 6.7.1, verbatim: a problem with subproblems per identifier.
+    #[test]
+    fn rfc8555_subproblems_example() {
+        let body = r#"{
+            "type": "urn:ietf:params:acme:error:malformed",
+            "detail": "Some of the identifiers requested were rejected",
+            "subproblems": [
+                {
+                    "type": "urn:ietf:params:acme:error:malformed",
+                    "detail": "Invalid underscore in DNS name \"_example.org\"",
+                    "identifier": {
+                        "type": "dns",
+                        "value": "_example.org"
+                    }
+                },
+                {
+                    "type": "urn:ietf:params:acme:error:rejectedIdentifier",
+                    "detail": "This CA will not issue for \"example.net\"",
+                    "identifier": {
+                        "type": "dns",
+                        "value": "example.net"
+                    }
+                }
+            ]
+        }"#;
+        let r = reply(
+            403,
+            &[
+                ("content-type", "application/problem+json"),
+                ("link", r#"<https://example.com/acme/directory>;rel="index""#),
+            ],
+            body,
+        );
+        let err = problem_from("https://example.com/acme/new-order", &r);
+        let p = err.problem().expect("a problem");
+        assert_eq!(p.kind(), ProblemKind::Malformed);
+        assert_eq!(p.status, Some(403), "status filled in from the response");
+        assert_eq!(p.subproblems.len(), 2);
+        let sub = &p.subproblems[1];
+        assert_eq!(sub.kind, "urn:ietf:params:acme:error:rejectedIdentifier");
+        assert_eq!(sub.identifier.as_ref().unwrap().value, "example.net");
+        assert_eq!(err.retry_after(), None);
+        assert!(!err.is_rate_limited());
+        let text = err.to_string();
+        assert!(
+            text.contains("malformed: Some of the identifiers requested were rejected"),
+            "{text}"
+        );
+        assert!(
+            text.contains("_example.org: Invalid underscore in DNS name \"_example.org\" (malformed)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("example.net: This CA will not issue for \"example.net\" (rejectedIdentifier)"),
+            "{text}"
+        );
+        assert_eq!(r.links("index"), ["https://example.com/acme/directory"]);
+    }
+
+    /// Let's Encrypt's rateLimited answer: 429, the problem, and Retry-After (seconds or date).
+    #[test]
+    fn rate_limited_with_retry_after() {
+        let body = r#"{"type":"urn:ietf:params:acme:error:rateLimited","detail":"too many certificates (5) already issued for this exact set of identifiers in the last 168h0m0s, retry after 2026-11-24 08:00:00 UTC: see https://letsencrypt.org/docs/rate-limits/#new-certificates-per-exact-set-of-hostnames","status":429}"#;
+        let err = problem_from(
+            "https://acme-v02.api.letsencrypt.org/acme/new-order",
+            &reply(429, &[("retry-after", "3600")], body),
+        );
+        assert!(err.is_rate_limited());
+        assert_eq!(err.retry_after(), Some(Duration::from_secs(3600)));
+        assert_eq!(err.problem().unwrap().status, Some(429));
+
+        let future = time::OffsetDateTime::now_utc() + time::Duration::minutes(30);
+        let date = future
+            .format(&time::format_description::well_known::Rfc2822)
+            .unwrap()
+            .replace("+0000", "GMT");
+        let err = problem_from("u", &reply(429, &[("retry-after", &date)], body));
+        let ra = err.retry_after().expect("HTTP-date Retry-After");
+        assert!(
+            ra > Duration::from_secs(29 * 60) && ra <= Duration::from_secs(30 * 60),
+            "{ra:?}"
+        );
+    }
+
+    /// Not a problem document (a proxy's HTML error page): a protocol error naming the URL.
+    #[test]
+    fn non_problem_body_is_a_protocol_error() {
+        let err = problem_from("https://ca/x", &reply(502, &[], "<html>Bad Gateway</html>"));
+        assert!(err.problem().is_none());
+        let text = err.to_string();
+        assert!(text.contains("https://ca/x") && text.contains("502"), "{text}");
+    }
+}
