@@ -8,6 +8,7 @@
 pub mod dns;
 
 pub mod http01;
+pub mod tlsalpn01;
 
 use certfleet_core::{ChallengeType, Identifier};
 
