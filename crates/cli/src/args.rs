@@ -128,6 +128,35 @@ certfleet revoke --cert-path /etc/letsencrypt/live/example.com/cert.pem --no-del
     Revoke(RevokeArgs),
     /// Delete a lineage: its live links, archive and renewal conf.
     Delete(DeleteArgs),
+    /// Renew every certificate that is due (or --cert-name ones), with the settings it was issued with.
+    #[command(
+        long_about = "Renew the certificates in CONFIG_DIR/renewal/ that are due, each with the settings in its \
+renewal conf (authenticator, webroots, key type, account, server, preferred chain, hooks).\n\n\
+A certificate is due when the CA's ARI window says so (RFC 9773; the window is polled only when the CA's \
+Retry-After allows), else at renew_before_expiry from its conf, else when a third of its lifetime is left \
+(half, under 10 days). Failures are remembered in WORK_DIR/renewal-state/: retries wait 1 min, 10 min, \
+100 min, then a day (longer if the CA says so), unless --force-renewal.\n\n\
+Exit codes: 0 all fine (renewed or nothing due); 10 a renewal failed or is waiting to be retried, every \
+certificate still valid; 11 a certificate is expired or expires before its next retry; 12 a hook failed.\n\n\
+EXAMPLES:\n  certfleet renew\n  certfleet renew --dry-run\n  \
+certfleet renew --cert-name example.com --force-renewal --deploy-reload nginx"
+    )]
+    Renew(RenewArgs),
+    /// Run as a daemon: renew each certificate when it is due (ARI windows included), sleep otherwise.
+    #[command(
+        long_about = "Stay in the foreground and renew certificates as they come due, sleeping until the next \
+due time, ARI poll or retry (plus a little jitter). Logs to stderr (journald under systemd). SIGHUP \
+re-reads the lineage list at once; SIGTERM or SIGINT exits after the renewals in flight finish."
+    )]
+    Run(RunArgs),
+    /// Change how a certificate renews (webroot, authenticator, hooks, key type, server) without issuing.
+    Reconfigure(ReconfigureArgs),
+    /// Point live/ links at the newest complete version in archive/ (repairs after manual edits).
+    #[command(name = "update_symlinks", visible_alias = "update-symlinks")]
+    UpdateSymlinks(UpdateSymlinksArgs),
+    /// Install the systemd units (certfleet-renew.timer twice daily, or the certfleet.service daemon).
+    #[command(name = "install-timer")]
+    InstallTimer(InstallTimerArgs),
 }
 
 #[derive(Debug, Args)]
@@ -157,6 +186,127 @@ pub struct DeleteArgs {
     /// Lineage(s) to delete.
     #[arg(long, value_name = "NAME")]
     pub cert_name: Vec<String>,
+}
+
+/// Hook and reload flags of `renew` and `run`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct RenewHookArgs {
+    /// Command run once before the first renewal attempt of the run (instead of the conf's).
+    #[arg(long, value_name = "CMD")]
+    pub pre_hook: Option<String>,
+    /// Command run once after all renewals, with RENEWED_DOMAINS and FAILED_DOMAINS.
+    #[arg(long, value_name = "CMD")]
+    pub post_hook: Option<String>,
+    /// Command run after each renewal, with RENEWED_LINEAGE and RENEWED_DOMAINS.
+    #[arg(long, visible_alias = "renew-hook", value_name = "CMD")]
+    pub deploy_hook: Option<String>,
+    /// Do not run the executables in CONFIG_DIR/renewal-hooks/{pre,deploy,post}.
+    #[arg(long)]
+    pub no_directory_hooks: bool,
+    /// Kill a hook that runs longer than this (seconds, or 90s, 5m, 1h).
+    #[arg(long, value_name = "TIME", value_parser = crate::deploy::parse_timeout)]
+    pub hook_timeout: Option<std::time::Duration>,
+    /// After renewals, test the config of SERVICE and reload it only if the test passes:
+    /// nginx, apache2, haproxy, postfix, dovecot or any systemd unit.
+    #[arg(long, value_name = "SERVICE")]
+    pub deploy_reload: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RenewArgs {
+    /// Only this lineage (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub cert_name: Vec<String>,
+    /// Renew against the CA but save nothing (no certificates, no failure memory); deploy hooks are skipped.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Renew now even if not due (a CA's Retry-After is still honoured).
+    #[arg(long, visible_alias = "renew-by-default")]
+    pub force_renewal: bool,
+    /// Accepted for certbot compatibility; certfleet spreads load with jitter instead of a sleep.
+    #[arg(long)]
+    pub no_random_sleep_on_renew: bool,
+    /// Lineages renewed at once (requests to one CA are paced as well).
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub jobs: u16,
+    #[command(flatten)]
+    pub hooks: RenewHookArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Lineages renewed at once.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub jobs: u16,
+    /// Longest sleep between passes, in seconds (new lineages are noticed at the latest then).
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    pub max_sleep: u64,
+    #[command(flatten)]
+    pub hooks: RenewHookArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ReconfigureArgs {
+    /// The lineage to change.
+    #[arg(long, value_name = "NAME", required = true)]
+    pub cert_name: String,
+    /// Renew with http-01 through this document root (-w) for every name.
+    #[arg(long, conflicts_with = "standalone")]
+    pub webroot: bool,
+    /// Document root (with --webroot).
+    #[arg(short = 'w', long = "webroot-path", value_name = "PATH")]
+    pub webroot_path: Option<PathBuf>,
+    /// Renew with certfleet's own http-01 server.
+    #[arg(long)]
+    pub standalone: bool,
+    /// Address for --standalone.
+    #[arg(long = "http-01-address", value_name = "IP")]
+    pub http01_address: Option<String>,
+    /// Port for --standalone.
+    #[arg(long = "http-01-port", value_name = "PORT")]
+    pub http01_port: Option<u16>,
+    /// Key type for the next key (the change makes the certificate due).
+    #[arg(long, value_name = "TYPE", value_parser = ["ecdsa", "rsa"])]
+    pub key_type: Option<String>,
+    #[arg(long, value_name = "CURVE", value_parser = ["secp256r1", "secp384r1"])]
+    pub elliptic_curve: Option<String>,
+    #[arg(long, value_name = "BITS", value_parser = parse_rsa_size)]
+    pub rsa_key_size: Option<u32>,
+    /// Keep the private key on renewal.
+    #[arg(long, conflicts_with = "no_reuse_key")]
+    pub reuse_key: bool,
+    /// Make a new private key on renewal.
+    #[arg(long)]
+    pub no_reuse_key: bool,
+    /// Saved pre-hook (empty string removes it).
+    #[arg(long, value_name = "CMD")]
+    pub pre_hook: Option<String>,
+    /// Saved post-hook (empty string removes it).
+    #[arg(long, value_name = "CMD")]
+    pub post_hook: Option<String>,
+    /// Saved deploy-hook (empty string removes it).
+    #[arg(long, visible_alias = "renew-hook", value_name = "CMD")]
+    pub deploy_hook: Option<String>,
+    /// Service to test and reload after renewal (empty string removes it).
+    #[arg(long, value_name = "SERVICE")]
+    pub deploy_reload: Option<String>,
+    /// Preferred chain (issuer CN; empty string removes it).
+    #[arg(long, value_name = "ISSUER CN")]
+    pub preferred_chain: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateSymlinksArgs {
+    /// Only these lineages (default: all).
+    #[arg(long, value_name = "NAME")]
+    pub cert_name: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct InstallTimerArgs {
+    /// Where to write the unit files.
+    #[arg(long, value_name = "DIR", default_value = "/etc/systemd/system")]
+    pub unit_dir: PathBuf,
 }
 
 #[derive(Debug, Args, Default)]
@@ -191,6 +341,44 @@ pub struct CertonlyArgs {
     /// Port the standalone server listens on.
     #[arg(long = "http-01-port", value_name = "PORT", default_value_t = 80)]
     pub http01_port: u16,
+
+    /// dns-01 through RFC 2136 dynamic updates signed with TSIG (BIND, Knot, PowerDNS, ...).
+    #[arg(long, group = "authenticator", help_heading = "dns-01")]
+    pub dns_rfc2136: bool,
+    /// certbot dns-rfc2136 ini: dns_rfc2136_server, _port, _name, _secret, _algorithm (mode 0600).
+    #[arg(long, value_name = "FILE", help_heading = "dns-01")]
+    pub dns_rfc2136_credentials: Option<PathBuf>,
+    /// Wait at least this long after the update (certbot compatibility; the check makes it unneeded).
+    #[arg(long, value_name = "SECONDS", help_heading = "dns-01")]
+    pub dns_rfc2136_propagation_seconds: Option<u64>,
+    /// dns-01 through the Cloudflare API (scoped API token, or the legacy global key + email).
+    #[arg(long, group = "authenticator", help_heading = "dns-01")]
+    pub dns_cloudflare: bool,
+    /// certbot dns-cloudflare ini: dns_cloudflare_api_token (or _email + _api_key), mode 0600.
+    #[arg(long, value_name = "FILE", help_heading = "dns-01")]
+    pub dns_cloudflare_credentials: Option<PathBuf>,
+    /// Wait at least this long after the change (certbot compatibility).
+    #[arg(long, value_name = "SECONDS", help_heading = "dns-01")]
+    pub dns_cloudflare_propagation_seconds: Option<u64>,
+    /// dns-01 by hand, or through --manual-auth-hook scripts (with --preferred-challenges dns).
+    #[arg(long, group = "authenticator", help_heading = "dns-01")]
+    pub manual: bool,
+    /// With --manual: command that publishes CERTBOT_VALIDATION at _acme-challenge.CERTBOT_DOMAIN.
+    #[arg(long, value_name = "CMD", help_heading = "dns-01")]
+    pub manual_auth_hook: Option<String>,
+    /// With --manual: command that removes it (gets CERTBOT_AUTH_OUTPUT too).
+    #[arg(long, value_name = "CMD", help_heading = "dns-01")]
+    pub manual_cleanup_hook: Option<String>,
+    /// Challenge types in order of preference, comma-separated: dns (dns-01), http (http-01).
+    #[arg(long, value_name = "TYPES", help_heading = "dns-01")]
+    pub preferred_challenges: Vec<String>,
+    /// Give up if the authoritative servers do not all answer the TXT records within this
+    /// long (default 120; 0 skips the check).
+    #[arg(long, value_name = "SECONDS", help_heading = "dns-01")]
+    pub dns_propagation_timeout: Option<u64>,
+    /// DNS server for CNAME/SOA/NS lookups (default: the rfc2136 server, else /etc/resolv.conf).
+    #[arg(long, value_name = "IP[:PORT]", value_parser = parse_resolver, help_heading = "dns-01")]
+    pub dns_resolver: Option<std::net::SocketAddr>,
 
     /// Validate with the CA but save nothing (no files, no account).
     #[arg(long)]
@@ -255,6 +443,9 @@ pub struct CertonlyArgs {
     /// Do not run hooks.
     #[arg(long)]
     pub no_hooks: bool,
+    /// After issuance, test the config of SERVICE and reload it if the test passes (saved for renew).
+    #[arg(long, value_name = "SERVICE")]
+    pub deploy_reload: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -295,4 +486,11 @@ fn parse_rsa_size(s: &str) -> Result<u32, String> {
             "{s:?} is not a supported RSA key size (use 2048, 3072 or 4096)"
         )),
     }
+}
+
+/// `IP:PORT`, `[IPv6]:PORT` or a bare IP (port 53).
+fn parse_resolver(s: &str) -> Result<std::net::SocketAddr, String> {
+    s.parse()
+        .or_else(|_| s.parse::<IpAddr>().map(|ip| std::net::SocketAddr::new(ip, 53)))
+        .map_err(|_| format!("{s:?} is not an IP address with an optional port (e.g. 127.0.0.1:5353)"))
 }

@@ -13,9 +13,13 @@ use certfleet_store::RenewalConf;
 use crate::args::CertonlyArgs;
 use crate::error::{CliError, Result};
 
+mod tls_alpn;
+
+mod dns;
+pub use dns::DnsAuth;
+
 /// Where solvers may keep state between runs (e.g. dns-01 records to clean after a crash).
 pub struct SolverContext {
-    #[allow(dead_code)] // dns-01 state lands with the dns authenticators
     pub work_dir: PathBuf,
 }
 
@@ -27,10 +31,30 @@ pub enum AuthSpec {
         address: String,
         port: u16,
     },
+    /// tls-alpn-01 with the built-in TLS server (see [`tls_alpn`]).
+    TlsAlpn {
+        address: String,
+        port: u16,
+    },
+    /// dns-01: `--dns-rfc2136`, `--dns-cloudflare`, `--manual` (see [`dns`]).
+    Dns(DnsAuth),
 }
 
 impl AuthSpec {
     pub fn from_args(a: &CertonlyArgs, m: &clap::ArgMatches, ids: &[Identifier]) -> Result<Self> {
+        if a.tls_alpn_01 {
+            return Ok(tls_alpn::from_args(a));
+        }
+        if let Some(d) = DnsAuth::from_args(a, m, ids)? {
+            return Ok(AuthSpec::Dns(d));
+        }
+        if !a.preferred_challenges.is_empty()
+            && !dns::preferred_challenges(&a.preferred_challenges)?.contains(&"http-01")
+        {
+            return Err(CliError::usage(
+                "--preferred-challenges without http: dns-01 needs --dns-rfc2136, --dns-cloudflare or --manual",
+            ));
+        }
         if a.standalone {
             return Ok(AuthSpec::Standalone {
                 address: a.http01_address.clone(),
@@ -41,14 +65,19 @@ impl AuthSpec {
             return Ok(AuthSpec::Webroot(webroot_map(a, m, ids)?));
         }
         Err(CliError::usage(
-            "choose how to prove control of the names: --webroot -w /var/www/html, or --standalone (port 80 free)",
+            "choose how to prove control of the names: --webroot -w /var/www/html, --standalone (port 80 free), \
+             or dns-01 with --dns-rfc2136, --dns-cloudflare or --manual",
         ))
     }
 
     /// Rebuild from `[renewalparams]` as certbot wrote it (or we did).
     #[allow(dead_code)] // `renew` lands next
     pub fn from_conf(conf: &RenewalConf, ids: &[Identifier]) -> Result<Self> {
+        if let Some(d) = DnsAuth::from_conf(conf, ids)? {
+            return Ok(AuthSpec::Dns(d));
+        }
         match conf.authenticator() {
+            Some(tls_alpn::AUTHENTICATOR) => tls_alpn::from_conf(conf),
             Some("standalone") => Ok(AuthSpec::Standalone {
                 address: conf.param_str("http01_address").unwrap_or("").to_string(),
                 port: match conf.param_str("http01_port") {
@@ -74,7 +103,7 @@ impl AuthSpec {
             }
             Some(other) => Err(CliError::usage(format!(
                 "the renewal conf uses authenticator {other:?}, which certfleet cannot run yet; \
-                 reconfigure it with --webroot or --standalone"
+                 reconfigure it with --webroot, --standalone, --dns-rfc2136, --dns-cloudflare or --manual"
             ))),
             None => Err(CliError::usage("the renewal conf names no authenticator")),
         }
@@ -96,6 +125,7 @@ impl AuthSpec {
                     conf.set_param("http01_address", address.clone());
                 }
             }
+            AuthSpec::TlsAlpn { address, port } => tls_alpn::record(address, *port, conf),
             AuthSpec::Webroot(map) => {
                 conf.set_param("authenticator", "webroot");
                 let mut roots: Vec<String> = Vec::new();
@@ -112,11 +142,18 @@ impl AuthSpec {
                     .collect();
                 conf.set_webroot_map(&entries);
             }
+            AuthSpec::Dns(d) => d.record(conf),
+        }
+        // A dns-01 preference left from an earlier authenticator would make certbot refuse.
+        if !matches!(self, AuthSpec::Dns(_)) && !conf.pref_challs().iter().any(|c| c == "http-01") {
+            conf.remove_param("pref_challs");
         }
     }
 
-    pub async fn solver(&self, _ctx: &SolverContext) -> Result<Box<dyn Solver>> {
+    pub async fn solver(&self, ctx: &SolverContext) -> Result<Box<dyn Solver>> {
         match self {
+            AuthSpec::Dns(d) => Ok(Box::new(d.solver(&ctx.work_dir)?)),
+            AuthSpec::TlsAlpn { address, port } => tls_alpn::solver(address, *port).await,
             AuthSpec::Webroot(map) => Ok(Box::new(Webroot::new(map.clone()))),
             AuthSpec::Standalone { address, port } => {
                 let ip: IpAddr = if address.is_empty() {

@@ -6,6 +6,8 @@ use std::fmt;
 /// Process exit codes. Stable: scripts and monitoring depend on them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitCode {
+    /// Everything worked (renew: renewed or nothing due).
+    Success = 0,
     /// Unexpected failure.
     Failure = 1,
     /// Bad command line or bad input (names, files, flags).
@@ -17,13 +19,10 @@ pub enum ExitCode {
     /// Local filesystem or store problem (permissions, lock held, corrupt files).
     Store = 5,
     /// renew: something failed, but every certificate is still valid.
-    #[allow(dead_code)] // used by `renew`, landing next
     RenewFailedStillValid = 10,
     /// renew: a certificate is expired or will expire before the next retry.
-    #[allow(dead_code)]
     RenewExpiring = 11,
     /// A hook failed (the certificate itself was saved).
-    #[allow(dead_code)]
     Hook = 12,
 }
 
@@ -31,6 +30,9 @@ pub enum ExitCode {
 pub struct CliError {
     pub code: ExitCode,
     pub message: String,
+    /// How long the CA asked us to wait (`Retry-After` on an error, e.g. `rateLimited`);
+    /// `renew` keeps it as a floor for the lineage's next attempt.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl fmt::Display for CliError {
@@ -46,6 +48,7 @@ impl CliError {
         Self {
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -98,7 +101,11 @@ impl CliError {
                 _ => {}
             }
         }
-        Self::new(code, msg)
+        let retry_after = e.retry_after();
+        Self {
+            retry_after,
+            ..Self::new(code, msg)
+        }
     }
 }
 

@@ -4,10 +4,13 @@
 mod account;
 mod args;
 mod authenticator;
+mod ca_cache;
 mod cli_ini;
+mod deploy;
 mod error;
 mod issue;
 mod progress;
+mod renewer;
 mod verbs;
 
 use clap::{CommandFactory, FromArgMatches};
@@ -57,6 +60,11 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<std::process::ExitC
         Command::ShowAccount => verbs::account::show(g).await,
         Command::Revoke(args) => verbs::revoke::revoke(g, &args).await,
         Command::Delete(args) => verbs::revoke::delete(g, &args),
+        Command::Renew(args) => verbs::renew::run(g, &args).await,
+        Command::Run(args) => verbs::daemon::run(g, &args).await,
+        Command::Reconfigure(args) => verbs::reconfigure::reconfigure(g, &args),
+        Command::UpdateSymlinks(args) => verbs::reconfigure::update_symlinks(g, &args),
+        Command::InstallTimer(args) => verbs::timer::install(g, &args),
     }
 }
 

@@ -380,3 +380,17 @@ async fn sign_query_finds_the_zone_on_a_primary_that_requires_tsig_for_queries()
     );
     signed.remove_txt(&rec).await.unwrap();
 }
+
+#[tokio::test]
+async fn preflight_checks_the_tsig_key_before_any_order() {
+    let s = Setup::new(&["host1.example.test"]);
+    let ids = [Identifier::dns("host1.example.test").unwrap()];
+    s.solver().preflight(&ids).await.unwrap();
+    s.bind
+        .write_rfc2136_ini_with_secret(&s.ini(), "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+        .unwrap();
+    let err = s.solver().preflight(&ids).await.unwrap_err().to_string();
+    assert!(err.contains("BADSIG") && err.contains("certfleet-key"), "{err}");
+    assert!(err.contains(&s.bind.addr().to_string()), "{err}");
+    assert!(!err.contains("AAAAAAAA"), "secret leaked: {err}");
+}

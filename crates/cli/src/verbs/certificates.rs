@@ -104,6 +104,7 @@ pub fn run(g: &GlobalArgs, a: &CertificatesArgs) -> Result<ProcessExit> {
                     "problem": r.problem,
                     "certificate_path": r.cert_path,
                     "private_key_path": r.key_path,
+                    "renewal": crate::renewer::lineage_state(&store, &r.name),
                 })
             })
             .collect();
@@ -139,6 +140,12 @@ pub fn run(g: &GlobalArgs, a: &CertificatesArgs) -> Result<ProcessExit> {
         }
         if let Some(p) = &r.problem {
             println!("    Problem: {p}");
+        }
+        if let Some(f) = crate::renewer::lineage_state(&store, &r.name)
+            .as_ref()
+            .and_then(crate::renewer::failure_note)
+        {
+            println!("    Renewal failures: {f}");
         }
         println!("    Certificate Path: {}", r.cert_path);
         println!("    Private Key Path: {}", r.key_path);

@@ -90,6 +90,19 @@ pub async fn run(g: &GlobalArgs, a: &CertonlyArgs, matches: &clap::ArgMatches) -
         return Ok(ProcessExit::SUCCESS);
     }
 
+    let mut hooks = crate::deploy::IssuanceHooks::new(
+        g,
+        &crate::deploy::HookFlags {
+            pre_hook: a.pre_hook.clone(),
+            post_hook: a.post_hook.clone(),
+            deploy_hook: a.deploy_hook.clone(),
+            dry_run: a.dry_run,
+            ..Default::default()
+        },
+        a.deploy_reload.as_deref(),
+        !a.no_hooks,
+    )?;
+    hooks.pre().await;
     let client = account::connect(g).await?;
     if let Some(p) = &a.required_profile {
         issue::check_required_profile(client.directory(), p)?;
@@ -117,7 +130,11 @@ pub async fn run(g: &GlobalArgs, a: &CertonlyArgs, matches: &clap::ArgMatches) -
         },
         &progress,
     )
-    .await?;
+    .await;
+    let issued = match issued {
+        Ok(i) => i,
+        Err(e) => return Err(hooks.abort(e).await),
+    };
     progress.finish();
 
     if a.dry_run {
@@ -127,6 +144,7 @@ pub async fn run(g: &GlobalArgs, a: &CertonlyArgs, matches: &clap::ArgMatches) -
                 names.join(", ")
             );
         }
+        hooks.finish().await?;
         return Ok(ProcessExit::SUCCESS);
     }
 
@@ -158,6 +176,10 @@ pub async fn run(g: &GlobalArgs, a: &CertonlyArgs, matches: &clap::ArgMatches) -
         );
         println!("This certificate expires on {}.", issued.info.not_after.date());
     }
+    // As certbot: deploy hooks on every issuance, not only on `renew`.
+    let saved_names = lineage.names().unwrap_or_else(|_| names.clone());
+    hooks.deployed(&store.live_dir(&name), &saved_names).await;
+    hooks.finish().await?;
     Ok(ProcessExit::SUCCESS)
 }
 
@@ -221,6 +243,7 @@ fn record_renewal_params(
         ("preferred_chain", &a.preferred_chain),
         ("preferred_profile", &a.preferred_profile),
         ("required_profile", &a.required_profile),
+        (crate::deploy::RELOAD_CONF_KEY, &a.deploy_reload),
     ] {
         if let Some(v) = val {
             conf.set_param(key, v.clone());

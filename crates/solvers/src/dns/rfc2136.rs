@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use hickory_proto::op::{Message, OpCode, Query, ResponseCode, UpdateMessage};
 use hickory_proto::rr::rdata::TXT;
-use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
 use super::credentials::CredentialsFile;
 use super::lookup::{Resolver, fqdn, is_suffix_of};
@@ -194,6 +194,18 @@ impl Rfc2136Provider {
 impl DnsProvider for Rfc2136Provider {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    /// A signed SOA query for the root: a wrong key name, secret or algorithm (BADKEY,
+    /// BADSIG) or an unreachable server shows up here, before any order is placed at the CA.
+    /// Servers sign every answer to a signed request (RFC 8945), REFUSED ones included.
+    async fn preflight(&self) -> Result<(), DnsError> {
+        let mut msg = Message::query();
+        msg.metadata.recursion_desired = false;
+        msg.add_query(Query::query(Name::root(), RecordType::SOA));
+        wire::exchange(self.server, msg, Some(&self.key), self.timeout)
+            .await
+            .map(drop)
     }
 
     async fn set_txt(&self, record: &TxtRecord) -> Result<Option<String>, DnsError> {
