@@ -107,24 +107,7 @@ impl AcmeClient {
             .timeout(opts.timeout.unwrap_or(Duration::from_secs(60)))
             .pool_max_idle_per_host(4);
         if let Some(path) = &opts.ca_bundle {
-            let pem = std::fs::read(path).map_err(|e| AcmeError::Protocol {
-                url: directory_url.to_string(),
-                what: format!("cannot read CA bundle {}: {e}", path.display()),
-            })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| AcmeError::Protocol {
-                url: directory_url.to_string(),
-                what: format!(
-                    "CA bundle {} is not a PEM certificate bundle: {e}",
-                    path.display()
-                ),
-            })?;
-            if certs.is_empty() {
-                return Err(AcmeError::Protocol {
-                    url: directory_url.to_string(),
-                    what: format!("CA bundle {} holds no certificates", path.display()),
-                });
-            }
-            builder = builder.tls_certs_only(certs);
+            builder = builder.tls_backend_preconfigured(bundle_tls_config(directory_url, path)?);
         }
         let http = builder.build().map_err(|e| AcmeError::Http {
             url: directory_url.to_string(),
@@ -264,6 +247,37 @@ impl AcmeClient {
             Err(problem_from(url, &reply))
         }
     }
+}
+
+/// A rustls config trusting only the PEM roots in `path`. Built here rather than through
+/// reqwest's root options because those still initialise the platform verifier and load the
+/// system store, for roots we were told not to use.
+fn bundle_tls_config(directory_url: &str, path: &std::path::Path) -> Result<rustls::ClientConfig, AcmeError> {
+    let bad = |what: String| AcmeError::Protocol {
+        url: directory_url.to_string(),
+        what,
+    };
+    let pem =
+        std::fs::read(path).map_err(|e| bad(format!("cannot read CA bundle {}: {e}", path.display())))?;
+    let mut roots = rustls::RootCertStore::empty();
+    let blocks =
+        pem::parse_many(&pem).map_err(|e| bad(format!("CA bundle {} is not PEM: {e}", path.display())))?;
+    for block in blocks.into_iter().filter(|b| b.tag() == "CERTIFICATE") {
+        roots
+            .add(rustls::pki_types::CertificateDer::from(block.into_contents()))
+            .map_err(|e| bad(format!("CA bundle {}: unusable certificate: {e}", path.display())))?;
+    }
+    if roots.is_empty() {
+        return Err(bad(format!("CA bundle {} holds no certificates", path.display())));
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 async fn read_reply(url: &str, resp: Response) -> Result<Reply, AcmeError> {
