@@ -341,6 +341,15 @@ pub struct CertonlyArgs {
     /// Port the standalone server listens on.
     #[arg(long = "http-01-port", value_name = "PORT", default_value_t = 80)]
     pub http01_port: u16,
+    /// Prove control with a built-in TLS server answering tls-alpn-01 (the CA connects to port 443).
+    #[arg(long = "tls-alpn-01", group = "authenticator")]
+    pub tls_alpn_01: bool,
+    /// Address the tls-alpn-01 server listens on.
+    #[arg(long = "tls-alpn-01-address", value_name = "IP", default_value = "")]
+    pub tls_alpn01_address: String,
+    /// Port the tls-alpn-01 server listens on (forward port 443 to it if not 443).
+    #[arg(long = "tls-alpn-01-port", value_name = "PORT", default_value_t = 443)]
+    pub tls_alpn01_port: u16,
 
     /// dns-01 through RFC 2136 dynamic updates signed with TSIG (BIND, Knot, PowerDNS, ...).
     #[arg(long, group = "authenticator", help_heading = "dns-01")]

@@ -13,6 +13,8 @@ use certfleet_store::RenewalConf;
 use crate::args::CertonlyArgs;
 use crate::error::{CliError, Result};
 
+mod tls_alpn;
+
 mod dns;
 pub use dns::DnsAuth;
 
@@ -29,12 +31,20 @@ pub enum AuthSpec {
         address: String,
         port: u16,
     },
+    /// tls-alpn-01 with the built-in TLS server (see [`tls_alpn`]).
+    TlsAlpn {
+        address: String,
+        port: u16,
+    },
     /// dns-01: `--dns-rfc2136`, `--dns-cloudflare`, `--manual` (see [`dns`]).
     Dns(DnsAuth),
 }
 
 impl AuthSpec {
     pub fn from_args(a: &CertonlyArgs, m: &clap::ArgMatches, ids: &[Identifier]) -> Result<Self> {
+        if a.tls_alpn_01 {
+            return Ok(tls_alpn::from_args(a));
+        }
         if let Some(d) = DnsAuth::from_args(a, m, ids)? {
             return Ok(AuthSpec::Dns(d));
         }
@@ -67,6 +77,7 @@ impl AuthSpec {
             return Ok(AuthSpec::Dns(d));
         }
         match conf.authenticator() {
+            Some(tls_alpn::AUTHENTICATOR) => tls_alpn::from_conf(conf),
             Some("standalone") => Ok(AuthSpec::Standalone {
                 address: conf.param_str("http01_address").unwrap_or("").to_string(),
                 port: match conf.param_str("http01_port") {
@@ -114,6 +125,7 @@ impl AuthSpec {
                     conf.set_param("http01_address", address.clone());
                 }
             }
+            AuthSpec::TlsAlpn { address, port } => tls_alpn::record(address, *port, conf),
             AuthSpec::Webroot(map) => {
                 conf.set_param("authenticator", "webroot");
                 let mut roots: Vec<String> = Vec::new();
@@ -141,6 +153,7 @@ impl AuthSpec {
     pub async fn solver(&self, ctx: &SolverContext) -> Result<Box<dyn Solver>> {
         match self {
             AuthSpec::Dns(d) => Ok(Box::new(d.solver(&ctx.work_dir)?)),
+            AuthSpec::TlsAlpn { address, port } => tls_alpn::solver(address, *port).await,
             AuthSpec::Webroot(map) => Ok(Box::new(Webroot::new(map.clone()))),
             AuthSpec::Standalone { address, port } => {
                 let ip: IpAddr = if address.is_empty() {

@@ -330,6 +330,11 @@ fn validation_error(e: AcmeError, kind: certfleet_core::ChallengeType) -> CliErr
                 format!("the A/AAAA records of {identifier} must point at this server"),
             ]);
         }
+    } else if kind == certfleet_core::ChallengeType::TlsAlpn01 {
+        hints.extend([
+            format!("port 443 of {identifier} must reach certfleet's --tls-alpn-01-port: check the firewall and any port forward"),
+            "a proxy or load balancer that terminates TLS on 443 hides the acme-tls/1 handshake: pass it through, or use http-01/dns-01".to_string(),
+        ]);
     } else if kind == certfleet_core::ChallengeType::Dns01 {
         hints.push(format!(
             "check the TXT record of _acme-challenge.{} at every authoritative nameserver",
