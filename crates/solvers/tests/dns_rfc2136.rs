@@ -394,3 +394,24 @@ async fn preflight_checks_the_tsig_key_before_any_order() {
     assert!(err.contains(&s.bind.addr().to_string()), "{err}");
     assert!(!err.contains("AAAAAAAA"), "secret leaked: {err}");
 }
+
+#[tokio::test]
+async fn concurrent_solvers_sharing_a_state_dir_keep_each_others_records() {
+    // `renew --jobs`: two lineages in one process, one state file. The second one's stale
+    // sweep must not remove the first one's records while it is being validated.
+    let s = Setup::new(&["host1.example.test", "host2.example.test"]);
+    let a = s.solver();
+    let b = s.solver();
+    let ta = [task("host1.example.test", "a.thumb")];
+    let tb = [task("host2.example.test", "b.thumb")];
+    a.present(&ta).await.unwrap();
+    b.present(&tb).await.unwrap();
+    assert_eq!(
+        s.bind.txt("_acme-challenge.host1.example.test"),
+        vec![txt_value("a.thumb")]
+    );
+    b.cleanup(&tb).await.unwrap();
+    a.cleanup(&ta).await.unwrap();
+    assert!(s.bind.txt("_acme-challenge.host1.example.test").is_empty());
+    assert!(s.bind.txt("_acme-challenge.host2.example.test").is_empty());
+}

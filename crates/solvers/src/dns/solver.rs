@@ -202,10 +202,8 @@ impl Dns01Solver {
             return Ok(());
         };
         let stale: Vec<TxtRecord> = state
-            .load()?
+            .stale(self.provider.name())?
             .into_iter()
-            .filter(|p| p.provider == self.provider.name())
-            .map(|p| p.record)
             .filter(|r| !keep.iter().any(|k| k.fqdn == r.fqdn && k.value == r.value))
             .collect();
         if stale.is_empty() {
@@ -233,6 +231,18 @@ impl Dns01Solver {
             .unwrap_or_else(|e| e.into_inner())
             .get(&task.key_authorization)
             .cloned()
+    }
+}
+
+/// A solver dropped without cleanup (a crash inside a long-running process, a cancelled
+/// task) no longer owns its records: the next run removes them as stale.
+impl Drop for Dns01Solver {
+    fn drop(&mut self) {
+        if let Some(state) = &self.state {
+            let p = self.presented.get_mut().unwrap_or_else(|e| e.into_inner());
+            let records: Vec<TxtRecord> = p.values().cloned().collect();
+            state.release(&records);
+        }
     }
 }
 
@@ -339,6 +349,7 @@ impl Solver for Dns01Solver {
             }
         }
         if let Some(state) = &self.state {
+            state.release(&records);
             state.remove(self.provider.name(), &done)?;
         }
         first_error(results)?;
