@@ -66,6 +66,7 @@ pub async fn issue(
         })
         .await
         .map_err(|e| order_error(e, profile.as_deref(), account))?;
+    check_order_profile(profile.as_deref(), order.profile.as_deref(), &req)?;
 
     if order.status == OrderStatus::Pending {
         prove_control(account, solver, &order.authorizations, req.timeout, progress).await?;
@@ -241,6 +242,30 @@ fn offered_profiles(directory: &certfleet_acme::Directory) -> String {
     }
 }
 
+/// A CA may answer an order with another profile than the one asked for (the order object names
+/// it, draft-ietf-acme-profiles). A required profile must hold; a preferred one earns a warning.
+/// (acme2certifier 0.46 swaps silently when it has one profile, but its orders carry no `profile`.)
+fn check_order_profile(asked: Option<&str>, got: Option<&str>, req: &IssueRequest) -> Result<(), CliError> {
+    let (Some(asked), Some(got)) = (asked, got) else {
+        return Ok(());
+    };
+    if asked == got {
+        return Ok(());
+    }
+    if req.required_profile.is_some() {
+        return Err(CliError::new(
+            ExitCode::Ca,
+            format!(
+                "--required-profile {asked}: the CA created the order with profile {got:?} instead; \
+                 nothing was issued\n  hint: ask the CA operator which profiles this account may use, \
+                 or use --preferred-profile {asked} to accept the CA's choice"
+            ),
+        ));
+    }
+    tracing::warn!("asked for profile {asked:?}, the CA chose {got:?}");
+    Ok(())
+}
+
 /// A refused new order; `invalidProfile` says which profile and what to do instead, since the
 /// directory may advertise a profile the CA still refuses (account policy, stale directory).
 fn order_error(e: AcmeError, profile: Option<&str>, account: &Account) -> CliError {
@@ -346,4 +371,35 @@ fn validation_error(e: AcmeError, kind: certfleet_core::ChallengeType) -> CliErr
         msg.push_str(h);
     }
     CliError::new(ExitCode::Validation, msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(preferred: Option<&str>, required: Option<&str>) -> IssueRequest {
+        IssueRequest {
+            identifiers: vec![],
+            key: KeySource::Csr(vec![]),
+            preferred_profile: preferred.map(str::to_string),
+            required_profile: required.map(str::to_string),
+            preferred_chain: None,
+            replaces: None,
+            timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn order_profile_swapped_by_the_ca() {
+        let required = req(None, Some("shortlived"));
+        let err = check_order_profile(Some("shortlived"), Some("classic"), &required).unwrap_err();
+        assert_eq!(err.code, ExitCode::Ca);
+        assert!(err.message.contains("\"classic\" instead"), "{err}");
+        // Same profile, or a CA that does not echo it: nothing to say.
+        assert!(check_order_profile(Some("shortlived"), Some("shortlived"), &required).is_ok());
+        assert!(check_order_profile(Some("shortlived"), None, &required).is_ok());
+        // Preferred: the CA's choice stands.
+        let preferred = req(Some("shortlived"), None);
+        assert!(check_order_profile(Some("shortlived"), Some("classic"), &preferred).is_ok());
+    }
 }
