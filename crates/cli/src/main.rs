@@ -51,7 +51,7 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<std::process::ExitC
     match cli.command {
         Command::Certonly(args) => {
             let sub = matches.subcommand_matches("certonly").expect("certonly matched");
-            verbs::certonly::run(g, &args, sub).await
+            verbs::certonly::run(&dry_run_server(g, args.dry_run), &args, sub).await
         }
         Command::Certificates(args) => verbs::certificates::run(g, &args),
         Command::Register => verbs::account::register(g).await,
@@ -73,6 +73,16 @@ pub fn lineage_key(lin: &certfleet_store::Lineage) -> Result<certfleet_core::Pri
     let path = lin.live_path(certfleet_store::Kind::Privkey);
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     certfleet_core::PrivateKey::from_pem(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// certbot's rule: a dry run without --server goes to the staging CA, so rehearsals never
+/// spend production rate limits.
+pub fn dry_run_server(g: &args::GlobalArgs, dry_run: bool) -> args::GlobalArgs {
+    let mut g = g.clone();
+    if dry_run && g.server.is_none() {
+        g.staging = true;
+    }
+    g
 }
 
 fn report(e: CliError) -> std::process::ExitCode {
