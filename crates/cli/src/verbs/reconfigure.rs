@@ -136,7 +136,8 @@ pub fn reconfigure(g: &GlobalArgs, a: &ReconfigureArgs) -> Result<ProcessExit> {
     }
 
     // Server: the account must exist there.
-    if g.server.is_some() || g.staging {
+    // (An unchanged --server, as a cli.ini may always pass, is no change.)
+    if (g.server.is_some() || g.staging) && conf.server() != Some(g.server_url().as_str()) {
         let server = g.server_url();
         let u = url::Url::parse(&server)
             .map_err(|e| CliError::usage(format!("--server {server:?} is not a URL: {e}")))?;
