@@ -122,6 +122,33 @@ pub async fn issue(
     split_chain(&chosen.pem, key)
 }
 
+/// Run an issuance; on Ctrl-C or SIGTERM stop it, remove every challenge response the solver
+/// has put in place (DNS records must not outlive the run), and fail with nothing saved.
+pub async fn interruptible<T>(
+    solver: &dyn Solver,
+    issuance: impl std::future::Future<Output = Result<T, CliError>>,
+) -> Result<T, CliError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).map_err(|e| {
+        CliError::new(
+            ExitCode::Failure,
+            format!("cannot install a SIGTERM handler: {e}"),
+        )
+    })?;
+    let why = tokio::select! {
+        r = issuance => return r,
+        _ = tokio::signal::ctrl_c() => "interrupted (Ctrl-C)",
+        _ = term.recv() => "terminated (SIGTERM)",
+    };
+    if let Err(e) = solver.cleanup_all().await {
+        tracing::warn!("removing challenge responses after the interruption failed: {e}");
+    }
+    Err(CliError::new(
+        ExitCode::Failure,
+        format!("{why}: challenge responses removed, nothing saved"),
+    ))
+}
+
 async fn prove_control(
     account: &Account,
     solver: &dyn Solver,

@@ -477,3 +477,54 @@ fn refusals_before_any_ca_request() {
         "nothing was sent to the CA"
     );
 }
+
+#[test]
+fn ctrl_c_while_waiting_removes_the_records() {
+    let bind = Bind::start(&["host1.example.test"]).unwrap();
+    let env = Env::new(pebble_via(&bind));
+    let ini = rfc2136_ini(&env, &bind);
+    let name = "_acme-challenge.www.host1.example.test";
+    // A long certbot-style minimum wait keeps the records up long enough to interrupt.
+    let child = env
+        .cmd(&[
+            "certonly",
+            "--dns-rfc2136",
+            "--dns-rfc2136-credentials",
+            ini.to_str().unwrap(),
+            "--dns-rfc2136-propagation-seconds",
+            "60",
+            "-d",
+            "www.host1.example.test",
+            "--agree-tos",
+            "-m",
+            "admin@example.test",
+            "-n",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while bind.txt(name).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the record never appeared");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(pending_file(&env).exists());
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let started = std::time::Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(started.elapsed().as_secs() < 10, "exits promptly");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("interrupted (Ctrl-C): challenge responses removed"),
+        "{err}"
+    );
+    assert!(bind.txt(name).is_empty(), "record left behind after Ctrl-C");
+    assert!(!pending_file(&env).exists());
+    assert!(!env.live("www.host1.example.test").exists());
+}

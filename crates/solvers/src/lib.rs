@@ -54,4 +54,10 @@ pub trait Solver: Send + Sync {
 
     /// Remove what `present` put in place. Called after success, failure and interruption.
     async fn cleanup(&self, tasks: &[ChallengeTask]) -> Result<(), SolverError>;
+
+    /// Remove everything `present` put in place that no `cleanup` has removed yet: for a run
+    /// interrupted (Ctrl-C, SIGTERM) while its tasks were out of reach. Default: nothing.
+    async fn cleanup_all(&self) -> Result<(), SolverError> {
+        Ok(())
+    }
 }

@@ -116,7 +116,7 @@ pub async fn run(g: &GlobalArgs, a: &CertonlyArgs, matches: &clap::ArgMatches) -
         },
         _ => KeySource::Generate(key_spec),
     };
-    let issued = issue::issue(
+    let issuance = issue::issue(
         &acct,
         solver.as_ref(),
         IssueRequest {
@@ -129,8 +129,8 @@ pub async fn run(g: &GlobalArgs, a: &CertonlyArgs, matches: &clap::ArgMatches) -
             timeout: Duration::from_secs(300),
         },
         &progress,
-    )
-    .await;
+    );
+    let issued = issue::interruptible(solver.as_ref(), issuance).await;
     let issued = match issued {
         Ok(i) => i,
         Err(e) => return Err(hooks.abort(e).await),
@@ -295,7 +295,7 @@ async fn csr_flow(
     let store = account::store(g);
     let client = account::connect(g).await?;
     let acct = account::obtain(g, &store, &client, !a.dry_run, progress).await?;
-    let issued = issue::issue(
+    let issuance = issue::issue(
         &acct,
         solver.as_ref(),
         IssueRequest {
@@ -308,8 +308,8 @@ async fn csr_flow(
             timeout: Duration::from_secs(300),
         },
         progress,
-    )
-    .await?;
+    );
+    let issued = issue::interruptible(solver.as_ref(), issuance).await?;
     progress.finish();
     if a.dry_run {
         println!("The dry run was successful (nothing was saved).");

@@ -314,6 +314,31 @@ impl Solver for Dns01Solver {
         Ok(())
     }
 
+    async fn cleanup_all(&self) -> Result<(), SolverError> {
+        let records: Vec<TxtRecord> = {
+            let mut p = self.presented.lock().unwrap_or_else(|e| e.into_inner());
+            let mut v: Vec<TxtRecord> = p.drain().map(|(_, r)| r).collect();
+            v.dedup();
+            v
+        };
+        if records.is_empty() {
+            return Ok(());
+        }
+        let results = self.provider.remove_all(&records).await;
+        if let Some(state) = &self.state {
+            let done: Vec<TxtRecord> = records
+                .iter()
+                .zip(&results)
+                .filter(|(_, r)| r.is_ok())
+                .map(|(r, _)| r.clone())
+                .collect();
+            state.release(&records);
+            state.remove(self.provider.name(), &done)?;
+        }
+        first_error(results)?;
+        Ok(())
+    }
+
     async fn cleanup(&self, tasks: &[ChallengeTask]) -> Result<(), SolverError> {
         let mut records = Vec::new();
         for t in tasks {
