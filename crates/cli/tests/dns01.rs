@@ -132,6 +132,42 @@ fn wildcard_and_apex_in_one_certificate() {
 }
 
 #[test]
+fn renew_rebuilds_dns_lineages_from_their_conf_concurrently() {
+    // Two dns-01 lineages renewed at once (`renew --jobs`) share one pending-records file:
+    // neither run may remove the other's records.
+    let bind = Bind::start(&["host1.example.test", "host2.example.test"]).unwrap();
+    let env = Env::new(pebble_via(&bind));
+    let ini = rfc2136_ini(&env, &bind);
+    ok(
+        &env,
+        &bind,
+        &certonly_rfc2136(&env, &ini, &["host1.example.test", "*.host1.example.test"], &[]),
+    );
+    ok(
+        &env,
+        &bind,
+        &certonly_rfc2136(&env, &ini, &["host2.example.test", "*.host2.example.test"], &[]),
+    );
+    let serial = |n: &str| std::fs::read(env.live(n).join("cert.pem")).unwrap();
+    let before = (serial("host1.example.test"), serial("host2.example.test"));
+    let out = env.run(&["renew", "--force-renewal", "--jobs", "2", "-n"]);
+    ok(&env, &bind, &out);
+    assert_ne!(serial("host1.example.test"), before.0, "host1 renewed");
+    assert_ne!(serial("host2.example.test"), before.1, "host2 renewed");
+    env.verify_lineage(
+        "host2.example.test",
+        &["host2.example.test", "x.host2.example.test"],
+    );
+    for n in [
+        "_acme-challenge.host1.example.test",
+        "_acme-challenge.host2.example.test",
+    ] {
+        assert!(bind.txt(n).is_empty(), "{n} left behind");
+    }
+    assert!(!pending_file(&env).exists());
+}
+
+#[test]
 fn names_in_two_sub_zones_in_one_certificate() {
     let bind = Bind::start(&["host1.example.test", "host2.example.test"]).unwrap();
     let env = Env::new(pebble_via(&bind));
