@@ -206,6 +206,21 @@ impl DnsProvider for Rfc2136Provider {
         wire::exchange(self.server, msg, Some(&self.key), self.timeout)
             .await
             .map(drop)
+            .map_err(|e| match e {
+                // The server rejected our key: a setup mistake for the user to fix (exit 2),
+                // not a transient failure.
+                DnsError::Transport { server, why }
+                    if ["BADSIG", "BADKEY", "BADTIME", "NOTAUTH"]
+                        .iter()
+                        .any(|c| why.contains(c)) =>
+                {
+                    DnsError::Config(format!(
+                        "DNS server {server} rejected the TSIG key: {why}; check dns_rfc2136_name, \
+                         dns_rfc2136_secret and dns_rfc2136_algorithm in the credentials file"
+                    ))
+                }
+                e => e,
+            })
     }
 
     async fn set_txt(&self, record: &TxtRecord) -> Result<Option<String>, DnsError> {
