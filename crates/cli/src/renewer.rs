@@ -173,14 +173,28 @@ pub async fn run_pass(store: &Store, opts: PassOptions) -> Result<PassReport, Cl
         names.retain(|n| opts.only.contains(n));
     }
 
-    // 1. Load, in parallel: file reads and certificate parsing only.
-    let loaded = load_all(store, states.as_ref(), &names, &opts);
+    let mut cache = match &states {
+        Some(s) => CaCache::load(s.dir()),
+        None => CaCache::load(&state_dir(store)),
+    };
+
+    // 1. Load, in parallel: file reads and certificate parsing only. A lineage of a CA known
+    //    to have no ARI is decided right there, and only a small report is kept of it unless
+    //    it is due.
+    let loaded = load_all(store, states.as_ref(), &names, &opts, &|server: &str| {
+        cache.has_ari(server, now) == Some(false)
+    });
     let mut report = PassReport::default();
     let mut ok: Vec<Loaded> = Vec::new();
+    let mut decisions: Vec<(Decision, Option<LineageState>)> = Vec::new();
     for (name, r) in names.iter().zip(loaded) {
         match r {
-            Ok(l) => ok.push(l),
-            Err(error) => report.lineages.push(LineageReport {
+            Load::Full(l) => ok.push(*l),
+            Load::Settled(rep, d) => {
+                report.lineages.push(rep);
+                decisions.push((d, None));
+            }
+            Load::Broken(error) => report.lineages.push(LineageReport {
                 name: name.clone(),
                 domains: vec![],
                 not_after: None,
@@ -190,10 +204,6 @@ pub async fn run_pass(store: &Store, opts: PassOptions) -> Result<PassReport, Cl
     }
 
     // 2. Only the network we need.
-    let mut cache = match &states {
-        Some(s) => CaCache::load(s.dir()),
-        None => CaCache::load(&state_dir(store)),
-    };
     let mut clients = Clients::default();
     let mut servers: Vec<(String, Option<PathBuf>)> = ok
         .iter()
@@ -240,19 +250,8 @@ pub async fn run_pass(store: &Store, opts: PassOptions) -> Result<PassReport, Cl
 
     // 3. Decide.
     let mut due = Vec::new();
-    let mut decisions: Vec<(Decision, LineageState)> = Vec::new();
     for l in ok {
-        let ari = l.state.ari_for(&l.info.serial).map(|a| a.window.clone());
-        let rbe = l.lineage.conf.get("renew_before_expiry").map(str::to_string);
-        let input = RenewalInput {
-            cert: &l.facts,
-            ari: ari.as_ref(),
-            renew_before_expiry: rbe.as_deref(),
-            state: Some(&l.state),
-            force: opts.force || opts.dry_run,
-            next_run: opts.next_run,
-        };
-        let decision = match decide(&input, &clock) {
+        let decision = match decide_one(&l, &opts, &clock) {
             Ok(d) => d,
             Err(e) => {
                 report.lineages.push(LineageReport {
@@ -278,7 +277,7 @@ pub async fn run_pass(store: &Store, opts: PassOptions) -> Result<PassReport, Cl
                         reason: reason.clone(),
                     },
                 });
-                decisions.push((decision, l.state));
+                decisions.push((decision, Some(l.state)));
             }
             Decision::InBackoff { retry_at, last_error } => {
                 report.lineages.push(LineageReport {
@@ -290,7 +289,7 @@ pub async fn run_pass(store: &Store, opts: PassOptions) -> Result<PassReport, Cl
                         last_error: last_error.clone(),
                     },
                 });
-                decisions.push((decision, l.state));
+                decisions.push((decision, Some(l.state)));
             }
         }
     }
@@ -299,8 +298,8 @@ pub async fn run_pass(store: &Store, opts: PassOptions) -> Result<PassReport, Cl
     if !due.is_empty() {
         let results = renew_due(store, states.clone(), due, &mut clients, &opts, &mut report).await;
         for (r, d) in results {
-            if let Some(d) = d {
-                decisions.push(d);
+            if let Some((d, s)) = d {
+                decisions.push((d, Some(s)));
             }
             report.lineages.push(r);
         }
@@ -308,9 +307,31 @@ pub async fn run_pass(store: &Store, opts: PassOptions) -> Result<PassReport, Cl
     report.lineages.sort_by(|a, b| a.name.cmp(&b.name));
     report.next_wakeup = next_wakeup(
         OffsetDateTime::now_utc(),
-        decisions.iter().map(|(d, s)| (d, Some(s))),
+        decisions.iter().map(|(d, s)| (d, s.as_ref())),
     );
     Ok(report)
+}
+
+enum Load {
+    /// Needs the network (ARI, or due): everything kept.
+    Full(Box<Loaded>),
+    /// Decided without network and not due: only the report.
+    Settled(LineageReport, Decision),
+    Broken(String),
+}
+
+fn decide_one(l: &Loaded, opts: &PassOptions, clock: &dyn Clock) -> Result<Decision, String> {
+    let ari = l.state.ari_for(&l.info.serial).map(|a| a.window.clone());
+    let input = RenewalInput {
+        cert: &l.facts,
+        ari: ari.as_ref(),
+        // The raw value: certbot's default of 30 days would override the lifetime rule.
+        renew_before_expiry: l.lineage.conf.get("renew_before_expiry"),
+        state: Some(&l.state),
+        force: opts.force || opts.dry_run,
+        next_run: opts.next_run,
+    };
+    decide(&input, clock).map_err(|e| e.to_string())
 }
 
 fn load_all(
@@ -318,14 +339,18 @@ fn load_all(
     states: Option<&StateStore>,
     names: &[String],
     opts: &PassOptions,
-) -> Vec<Result<Loaded, String>> {
+    no_ari: &(dyn Fn(&str) -> bool + Sync),
+) -> Vec<Load> {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2)
         .clamp(1, 8)
         .min(names.len().div_ceil(64).max(1));
     if threads <= 1 {
-        return names.iter().map(|n| load_one(store, states, n, opts)).collect();
+        return names
+            .iter()
+            .map(|n| settle(load_one(store, states, n, opts), opts, no_ari))
+            .collect();
     }
     let chunk = names.len().div_ceil(threads);
     std::thread::scope(|s| {
@@ -334,7 +359,7 @@ fn load_all(
             .map(|part| {
                 s.spawn(move || {
                     part.iter()
-                        .map(|n| load_one(store, states, n, opts))
+                        .map(|n| settle(load_one(store, states, n, opts), opts, no_ari))
                         .collect::<Vec<_>>()
                 })
             })
@@ -346,6 +371,37 @@ fn load_all(
     })
 }
 
+fn settle(r: Result<Loaded, String>, opts: &PassOptions, no_ari: &dyn Fn(&str) -> bool) -> Load {
+    let l = match r {
+        Ok(l) => l,
+        Err(e) => return Load::Broken(e),
+    };
+    if no_ari(&l.server) {
+        let d = decide_one(&l, opts, &SystemClock);
+        let outcome = match &d {
+            Ok(Decision::NotYet { due_at, reason }) => Some(Outcome::NotDue {
+                due_at: *due_at,
+                reason: reason.clone(),
+            }),
+            Ok(Decision::InBackoff { retry_at, last_error }) => Some(Outcome::InBackoff {
+                retry_at: *retry_at,
+                last_error: last_error.clone(),
+            }),
+            _ => None,
+        };
+        if let (Some(outcome), Ok(d)) = (outcome, d) {
+            let rep = LineageReport {
+                name: l.lineage.name,
+                domains: l.names,
+                not_after: Some(l.info.not_after),
+                outcome,
+            };
+            return Load::Settled(rep, d);
+        }
+    }
+    Load::Full(Box::new(l))
+}
+
 fn load_one(
     store: &Store,
     states: Option<&StateStore>,
@@ -353,7 +409,18 @@ fn load_one(
     opts: &PassOptions,
 ) -> Result<Loaded, String> {
     let lineage = store.load_lineage(name).map_err(|e| e.to_string())?;
-    lineage.check().map_err(|e| e.to_string())?;
+    // Version agreement only (no syscalls); reading the certificate below proves its link,
+    // and a renewal writes a fresh set anyway.
+    if lineage.version().is_none() {
+        return Err(format!(
+            "{}: the live links are missing or point at different versions; run `certfleet update_symlinks`",
+            lineage
+                .live_path(certfleet_store::Kind::Cert)
+                .parent()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        ));
+    }
     let info = lineage.cert_info().map_err(|e| e.to_string())?;
     let names = certfleet_store::lineage::certbot_names(&info);
     let state = match states {

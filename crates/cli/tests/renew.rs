@@ -427,3 +427,33 @@ fn deploy_reload_nginx_serves_new_certificate() {
     nginx.wait_for_leaf(None, &new_der).unwrap();
     std::fs::write(nginx.conf_path(), good).unwrap();
 }
+
+/// Many lineages sharing one webroot renewed at once (`--jobs`): one account and connection,
+/// concurrent solvers creating and removing the challenge directory do not trip each other.
+#[test]
+fn concurrent_jobs_share_one_webroot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let webroot = tmp.path().join("www");
+    std::fs::create_dir(&webroot).unwrap();
+    let nginx = Nginx::builder().webroot(&webroot).start().unwrap();
+    let pebble = Pebble::builder()
+        .http_port(nginx.http_port())
+        .env("PEBBLE_AUTHZREUSE", "0")
+        .start()
+        .unwrap();
+    let env = Env::new(pebble);
+    let names: Vec<String> = (1..=6).map(|i| format!("j{i}.example.test")).collect();
+    for n in &names {
+        webroot_certonly(&env, &nginx, n, &[]);
+    }
+    let t0 = Instant::now();
+    let out = env.run(&["renew", "--force-renewal", "--jobs", "6"]);
+    assert_eq!(code(&out), Some(0), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("6 renewed"), "{}", stdout(&out));
+    println!("6 renewals with --jobs 6: {:?}", t0.elapsed());
+    for n in &names {
+        env.verify_lineage(n, &[n.as_str()]);
+    }
+    let left: Vec<_> = std::fs::read_dir(&webroot).unwrap().collect();
+    assert!(left.is_empty(), "webroot not cleaned: {left:?}");
+}

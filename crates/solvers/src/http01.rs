@@ -23,16 +23,17 @@ pub const CHALLENGE_PATH: &str = ".well-known/acme-challenge";
 pub struct Webroot {
     /// Domain (as ordered, normalised) -> document root.
     map: BTreeMap<String, PathBuf>,
-    /// Directories we created, removed again on cleanup when empty (certbot does the same).
-    created: Arc<std::sync::Mutex<Vec<PathBuf>>>,
 }
+
+/// Directories this process created under webroots, removed again on cleanup once empty
+/// (certbot does the same). Process-wide, not per solver: concurrent renewals sharing a webroot
+/// each see the other's directory, and whichever cleans up last removes it.
+static CREATED: std::sync::Mutex<std::collections::BTreeSet<PathBuf>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
 
 impl Webroot {
     pub fn new(map: BTreeMap<String, PathBuf>) -> Self {
-        Self {
-            map,
-            created: Arc::default(),
-        }
+        Self { map }
     }
 
     pub fn map(&self) -> &BTreeMap<String, PathBuf> {
@@ -63,15 +64,23 @@ impl Webroot {
             }
         }
         for d in missing.into_iter().rev() {
-            std::fs::create_dir(&d).map_err(|e| SolverError::Io {
-                context: format!(
-                    "cannot create {} (is the webroot writable by this user?)",
-                    d.display()
-                ),
-                source: e,
-            })?;
-            set_mode(&d, 0o755);
-            self.created.lock().unwrap().push(d);
+            match std::fs::create_dir(&d) {
+                Ok(()) => {
+                    set_mode(&d, 0o755);
+                    CREATED.lock().unwrap().insert(d);
+                }
+                // Another solver (a concurrent renewal sharing this webroot) made it first.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && d.is_dir() => {}
+                Err(e) => {
+                    return Err(SolverError::Io {
+                        context: format!(
+                            "cannot create {} (is the webroot writable by this user?)",
+                            d.display()
+                        ),
+                        source: e,
+                    });
+                }
+            }
         }
         Ok(())
     }
@@ -119,7 +128,19 @@ impl Solver for Webroot {
             let dir = Self::challenge_dir(self.root_for(&t.identifier)?);
             self.ensure_dir(&dir)?;
             let path = dir.join(&t.token);
-            std::fs::write(&path, t.key_authorization.as_bytes()).map_err(|e| SolverError::Io {
+            let mut written = std::fs::write(&path, t.key_authorization.as_bytes());
+            // A concurrent solver's cleanup may have removed the (then empty) directory between
+            // our ensure_dir and the write: make it again.
+            for _ in 0..3 {
+                match &written {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        self.ensure_dir(&dir)?;
+                        written = std::fs::write(&path, t.key_authorization.as_bytes());
+                    }
+                    _ => break,
+                }
+            }
+            written.map_err(|e| SolverError::Io {
                 context: format!("cannot write challenge file {}", path.display()),
                 source: e,
             })?;
@@ -135,10 +156,26 @@ impl Solver for Webroot {
                 let _ = std::fs::remove_file(Self::challenge_dir(root).join(&t.token));
             }
         }
-        let mut created = self.created.lock().unwrap();
-        // Deepest first; remove_dir only succeeds on empty directories, so others' files stay.
-        while let Some(d) = created.pop() {
-            let _ = std::fs::remove_dir(&d);
+        let roots: Vec<&PathBuf> = self.map.values().collect();
+        let mut created = CREATED.lock().unwrap();
+        // Deepest first; remove_dir only succeeds on empty directories, so others' files stay
+        // (a directory still in use is forgotten only once it is gone).
+        let mut mine: Vec<PathBuf> = created
+            .iter()
+            .filter(|d| roots.iter().any(|r| d.starts_with(r)))
+            .cloned()
+            .collect();
+        mine.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+        for d in mine {
+            match std::fs::remove_dir(&d) {
+                Ok(()) => {
+                    created.remove(&d);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    created.remove(&d);
+                }
+                Err(_) => {}
+            }
         }
         Ok(())
     }
