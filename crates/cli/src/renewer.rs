@@ -321,6 +321,13 @@ enum Load {
 }
 
 fn decide_one(l: &Loaded, opts: &PassOptions, clock: &dyn Clock) -> Result<Decision, String> {
+    // certbot's `autorenew = False`: only an explicit --force-renewal (or dry run) renews it.
+    if !l.lineage.conf.autorenew() && !opts.force && !opts.dry_run {
+        return Ok(Decision::NotYet {
+            due_at: l.info.not_after,
+            reason: "autorenew = False in its renewal conf (use --force-renewal)".into(),
+        });
+    }
     let ari = l.state.ari_for(&l.info.serial).map(|a| a.window.clone());
     let input = RenewalInput {
         cert: &l.facts,
@@ -647,6 +654,8 @@ async fn renew_due(
         stop: opts.stop.clone(),
         verbose: opts.verbose,
     });
+    // --jobs bounds the whole run; each CA's pacer also bounds (and paces) its own share.
+    let global = Arc::new(tokio::sync::Semaphore::new(opts.jobs.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     for (l, reason) in due {
         let acct_id = opts
@@ -656,7 +665,9 @@ async fn renew_due(
         let acct = accounts[&(l.server.clone(), l.ca_bundle.clone(), acct_id)].clone();
         let pacer = pacers[&l.server].clone();
         let shared = shared.clone();
+        let global = global.clone();
         tasks.spawn(async move {
+            let _slot = global.acquire_owned().await.expect("never closed");
             let _permit = pacer.acquire().await;
             renew_job(&shared, l, reason, acct).await
         });

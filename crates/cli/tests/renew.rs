@@ -457,3 +457,50 @@ fn concurrent_jobs_share_one_webroot() {
     let left: Vec<_> = std::fs::read_dir(&webroot).unwrap().collect();
     assert!(left.is_empty(), "webroot not cleaned: {left:?}");
 }
+
+/// certbot runs deploy hooks on first issuance too (directory ones included); `--no-hooks`
+/// runs none. `autorenew = False` keeps a due lineage from renewing unless forced.
+#[test]
+fn certonly_runs_deploy_hooks_and_autorenew_off_is_honoured() {
+    let env = Env::new(Pebble::start().unwrap());
+    let log = env.tmp.path().join("deploy.log");
+    let d = env.config_dir().join("renewal-hooks/deploy");
+    std::fs::create_dir_all(&d).unwrap();
+    let script = d.join("50-log");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"dir $RENEWED_LINEAGE $RENEWED_DOMAINS\" >> {}\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let hook = format!("echo \"cli $RENEWED_DOMAINS\" >> {}", log.display());
+    let out = env.certonly_standalone(&["first.example.test"], &["--deploy-hook", &hook]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let live = env.live("first.example.test").display().to_string();
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        format!("dir {live} first.example.test\ncli first.example.test\n")
+    );
+    std::fs::remove_file(&log).unwrap();
+    let out = env.certonly_standalone(&["nohooks.example.test"], &["--deploy-hook", &hook, "--no-hooks"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!log.exists(), "--no-hooks ran a hook");
+
+    // Due (renew_before_expiry), but autorenew is off: not renewed unless forced.
+    set_conf_top(&env, "nohooks.example.test", "renew_before_expiry = 3000 days");
+    let conf = env.config_dir().join("renewal/nohooks.example.test.conf");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    std::fs::write(
+        &conf,
+        text.replace("[renewalparams]\n", "[renewalparams]\nautorenew = False\n"),
+    )
+    .unwrap();
+    let out = env.run_ok(&["renew", "--cert-name", "nohooks.example.test"]);
+    assert!(stdout(&out).contains("autorenew = False"), "{}", stdout(&out));
+    let out = env.run_ok(&["renew", "--cert-name", "nohooks.example.test", "--force-renewal"]);
+    assert!(stdout(&out).contains("1 renewed"), "{}", stdout(&out));
+}
