@@ -38,6 +38,8 @@ pub struct Issued {
     pub info: CertInfo,
 }
 
+/// Callers run `solver.preflight` first, before any account or lock work, so a bad setup
+/// fails without a request to the CA.
 pub async fn issue(
     account: &Account,
     solver: &dyn Solver,
@@ -45,7 +47,6 @@ pub async fn issue(
     progress: &Progress,
 ) -> Result<Issued, CliError> {
     let ids = &req.identifiers;
-    solver.preflight(ids).await.map_err(CliError::solver)?;
     let profile = choose_profile(account, &req)?;
 
     // Key generation (RSA 4096 takes a while) overlaps with validation at the CA.

@@ -889,6 +889,7 @@ async fn attempt(shared: &Shared, l: &Loaded, acct: &Account) -> Result<Option<(
             work_dir: shared.store.dirs().work_dir.clone(),
         })
         .await?;
+    solver.preflight(&ids).await.map_err(CliError::solver)?;
     let progress = Progress::new(true);
     let req = |replaces: Option<String>, key: KeySource| IssueRequest {
         identifiers: ids.clone(),

@@ -292,6 +292,7 @@ async fn csr_flow(
     check_count(identifiers.len()).map_err(|e| CliError::usage(e.to_string()))?;
     let auth = AuthSpec::from_args(a, &clap::ArgMatches::default(), &identifiers)?;
     let solver = auth.solver(&store_for_solver(g)).await?;
+    solver.preflight(&identifiers).await.map_err(CliError::solver)?;
     let store = account::store(g);
     let client = account::connect(g).await?;
     let acct = account::obtain(g, &store, &client, !a.dry_run, progress).await?;
