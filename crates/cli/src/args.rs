@@ -468,6 +468,10 @@ pub struct CertificatesArgs {
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
+    /// Print certbot's layout ("Certificate Name: ...") instead of a table, for scripts
+    /// written against `certbot certificates`.
+    #[arg(long, conflicts_with = "json")]
+    pub certbot_format: bool,
 }
 
 impl GlobalArgs {

@@ -36,6 +36,33 @@ fn standalone_ecdsa_with_sans() {
     assert_eq!(json[0]["name"], "a.example.test");
     assert_eq!(json[0]["status"], "VALID");
     assert_eq!(json[0]["key_type"], "ECDSA P-256");
+
+    let table = stdout(&env.run_ok(&["certificates"]));
+    let mut lines = table.lines();
+    let header = lines.next().unwrap();
+    assert!(
+        header.starts_with("NAME") && header.contains("EXPIRES") && header.contains("STATUS"),
+        "{table}"
+    );
+    let row = lines.next().unwrap();
+    for cell in [
+        "a.example.test b.example.test",
+        "ECDSA P-256",
+        "VALID",
+        "fullchain.pem",
+        "privkey.pem",
+    ] {
+        assert!(row.contains(cell), "{cell} missing: {table}");
+    }
+    let certbot_style = stdout(&env.run_ok(&["certificates", "--certbot-format"]));
+    assert!(
+        certbot_style.contains("Certificate Name: a.example.test"),
+        "{certbot_style}"
+    );
+    assert!(
+        certbot_style.contains("Domains: a.example.test b.example.test"),
+        "{certbot_style}"
+    );
 }
 
 #[test]

@@ -115,33 +115,102 @@ pub fn run(g: &GlobalArgs, a: &CertificatesArgs) -> Result<ProcessExit> {
         println!("No certificates found in {}.", g.config_dir.display());
         return Ok(ProcessExit::SUCCESS);
     }
+    if a.certbot_format {
+        print_certbot_layout(&store, &rows, now);
+    } else {
+        print_table(&store, &rows, now);
+    }
+    Ok(ProcessExit::SUCCESS)
+}
+
+fn left(expiry: OffsetDateTime, now: OffsetDateTime) -> String {
+    let left = expiry - now;
+    if left.whole_days() >= 1 {
+        format!("{} days", left.whole_days())
+    } else if left.is_positive() {
+        format!("{} hours", left.whole_hours())
+    } else {
+        "expired".to_string()
+    }
+}
+
+/// One line per lineage, columns aligned; problems and renewal failures follow the table.
+fn print_table(store: &certfleet_store::Store, rows: &[Row], now: OffsetDateTime) {
+    let minute = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]");
+    let header = [
+        "NAME",
+        "DOMAINS",
+        "KEY TYPE",
+        "EXPIRES (UTC)",
+        "LEFT",
+        "STATUS",
+        "CERTIFICATE",
+        "PRIVATE KEY",
+    ];
+    let cells: Vec<[String; 8]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.name.clone(),
+                r.domains.join(" "),
+                r.key_type.clone(),
+                r.expiry
+                    .and_then(|t| t.format(&minute).ok())
+                    .unwrap_or_else(|| "unknown".into()),
+                r.expiry.map(|t| left(t, now)).unwrap_or_default(),
+                r.status.to_string(),
+                r.cert_path.clone(),
+                r.key_path.clone(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &cells {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cols: &[&str]| {
+        let parts: Vec<String> = cols.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        println!("{}", parts.join("  ").trim_end());
+    };
+    line(&header);
+    for row in &cells {
+        line(&row.each_ref().map(String::as_str));
+    }
+    for r in rows {
+        if let Some(p) = &r.problem {
+            println!("{}: Problem: {p}", r.name);
+        }
+        if let Some(f) = crate::renewer::lineage_state(store, &r.name)
+            .as_ref()
+            .and_then(crate::renewer::failure_note)
+        {
+            println!("{}: Renewal failures: {f}", r.name);
+        }
+    }
+}
+
+fn print_certbot_layout(store: &certfleet_store::Store, rows: &[Row], now: OffsetDateTime) {
     println!("Found the following certificates:");
-    for r in &rows {
+    for r in rows {
         println!("  Certificate Name: {}", r.name);
         println!("    Domains: {}", r.domains.join(" "));
         println!("    Key Type: {}", r.key_type);
         match r.expiry {
-            Some(t) => {
-                let left = t - now;
-                let left = if left.whole_days() >= 1 {
-                    format!("{} days", left.whole_days())
-                } else {
-                    format!("{} hours", left.whole_hours())
-                };
-                println!(
-                    "    Expiry Date: {} ({}: {})",
-                    t.format(&time::format_description::well_known::Rfc3339)
-                        .unwrap_or_default(),
-                    r.status,
-                    left
-                );
-            }
+            Some(t) => println!(
+                "    Expiry Date: {} ({}: {})",
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default(),
+                r.status,
+                left(t, now)
+            ),
             None => println!("    Expiry Date: unknown ({})", r.status),
         }
         if let Some(p) = &r.problem {
             println!("    Problem: {p}");
         }
-        if let Some(f) = crate::renewer::lineage_state(&store, &r.name)
+        if let Some(f) = crate::renewer::lineage_state(store, &r.name)
             .as_ref()
             .and_then(crate::renewer::failure_note)
         {
@@ -150,5 +219,4 @@ pub fn run(g: &GlobalArgs, a: &CertificatesArgs) -> Result<ProcessExit> {
         println!("    Certificate Path: {}", r.cert_path);
         println!("    Private Key Path: {}", r.key_path);
     }
-    Ok(ProcessExit::SUCCESS)
 }
