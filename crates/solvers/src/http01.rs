@@ -2,11 +2,11 @@
 //! key authorization, either by writing files into a web server's document root (webroot)
 //! or by serving them from a built-in HTTP server (standalone).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
 use certfleet_core::{ChallengeType, Identifier};
@@ -27,9 +27,10 @@ pub struct Webroot {
 
 /// Directories this process created under webroots, removed again on cleanup once empty
 /// (certbot does the same). Process-wide, not per solver: concurrent renewals sharing a webroot
-/// each see the other's directory, and whichever cleans up last removes it.
-static CREATED: std::sync::Mutex<std::collections::BTreeSet<PathBuf>> =
-    std::sync::Mutex::new(std::collections::BTreeSet::new());
+/// each see the other's directory, and whichever cleans up last removes it. Holding this lock
+/// while creating directories and writing into them, and while removing them, is what keeps one
+/// renewal's cleanup from removing a directory another is about to write into.
+static CREATED: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
 
 impl Webroot {
     pub fn new(map: BTreeMap<String, PathBuf>) -> Self {
@@ -52,8 +53,9 @@ impl Webroot {
         root.join(CHALLENGE_PATH)
     }
 
-    fn ensure_dir(&self, dir: &Path) -> Result<(), SolverError> {
-        // Create each missing level ourselves so cleanup can remove exactly what we made.
+    /// Create each missing level of `dir` ourselves, recording it so cleanup removes exactly
+    /// what we made. The caller holds the `CREATED` lock.
+    fn ensure_dir(created: &mut BTreeSet<PathBuf>, dir: &Path) -> Result<(), SolverError> {
         let mut missing = Vec::new();
         let mut cur = dir;
         while !cur.exists() {
@@ -67,9 +69,9 @@ impl Webroot {
             match std::fs::create_dir(&d) {
                 Ok(()) => {
                     set_mode(&d, 0o755);
-                    CREATED.lock().unwrap().insert(d);
+                    created.insert(d);
                 }
-                // Another solver (a concurrent renewal sharing this webroot) made it first.
+                // Made by someone else (a web server, certbot) in the meantime: fine.
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && d.is_dir() => {}
                 Err(e) => {
                     return Err(SolverError::Io {
@@ -83,6 +85,23 @@ impl Webroot {
             }
         }
         Ok(())
+    }
+
+    /// Write `data` to `dir/name`, creating `dir` as needed, under the `CREATED` lock.
+    fn write_in(dir: &Path, name: &str, data: &[u8], mode: u32) -> Result<PathBuf, SolverError> {
+        let mut created = CREATED.lock().unwrap();
+        Self::ensure_dir(&mut created, dir)?;
+        let path = dir.join(name);
+        std::fs::write(&path, data).map_err(|e| SolverError::Io {
+            context: format!(
+                "cannot write challenge file {} (is the webroot writable by this user?)",
+                path.display()
+            ),
+            source: e,
+        })?;
+        // The web server usually runs as another user: the file must be world-readable.
+        set_mode(&path, mode);
+        Ok(path)
     }
 }
 
@@ -112,11 +131,14 @@ impl Solver for Webroot {
                 )));
             }
             let dir = Self::challenge_dir(root);
-            self.ensure_dir(&dir)?;
-            let probe = dir.join(format!(".certfleet-write-test-{}", std::process::id()));
-            std::fs::write(&probe, b"").map_err(|e| SolverError::Io {
-                context: format!("webroot {} for {id} is not writable", dir.display()),
-                source: e,
+            let probe = Self::write_in(
+                &dir,
+                &format!(".certfleet-write-test-{}", std::process::id()),
+                b"",
+                0o600,
+            )
+            .map_err(|e| {
+                SolverError::Setup(format!("webroot {} for {id} is not usable: {e}", root.display()))
             })?;
             let _ = std::fs::remove_file(&probe);
         }
@@ -126,26 +148,7 @@ impl Solver for Webroot {
     async fn present(&self, tasks: &[ChallengeTask]) -> Result<(), SolverError> {
         for t in tasks {
             let dir = Self::challenge_dir(self.root_for(&t.identifier)?);
-            self.ensure_dir(&dir)?;
-            let path = dir.join(&t.token);
-            let mut written = std::fs::write(&path, t.key_authorization.as_bytes());
-            // A concurrent solver's cleanup may have removed the (then empty) directory between
-            // our ensure_dir and the write: make it again.
-            for _ in 0..3 {
-                match &written {
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        self.ensure_dir(&dir)?;
-                        written = std::fs::write(&path, t.key_authorization.as_bytes());
-                    }
-                    _ => break,
-                }
-            }
-            written.map_err(|e| SolverError::Io {
-                context: format!("cannot write challenge file {}", path.display()),
-                source: e,
-            })?;
-            // The web server usually runs as another user: the file must be world-readable.
-            set_mode(&path, 0o644);
+            Self::write_in(&dir, &t.token, t.key_authorization.as_bytes(), 0o644)?;
         }
         Ok(())
     }
