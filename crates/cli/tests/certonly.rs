@@ -54,6 +54,19 @@ fn standalone_ecdsa_with_sans() {
     ] {
         assert!(row.contains(cell), "{cell} missing: {table}");
     }
+    // A private key that does not belong to the certificate makes the lineage INVALID.
+    let archive_key = env.config_dir().join("archive/a.example.test/privkey1.pem");
+    let original = std::fs::read(&archive_key).unwrap();
+    let other = certfleet_core::PrivateKey::generate(certfleet_core::KeySpec::EcdsaP256).unwrap();
+    std::fs::write(&archive_key, other.to_pem()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&env.run_ok(&["certificates", "--json"]).stdout).unwrap();
+    assert_eq!(json[0]["status"], "INVALID", "{json}");
+    assert!(
+        json[0]["problem"].as_str().unwrap().contains("does not match"),
+        "{json}"
+    );
+    std::fs::write(&archive_key, original).unwrap();
     let certbot_style = stdout(&env.run_ok(&["certificates", "--certbot-format"]));
     assert!(
         certbot_style.contains("Certificate Name: a.example.test"),

@@ -37,13 +37,26 @@ pub fn run(g: &GlobalArgs, a: &CertificatesArgs) -> Result<ProcessExit> {
                 let key_path = lin.live_path(Kind::Privkey).display().to_string();
                 match (lin.cert_info(), lin.check()) {
                     (Ok(info), check) => {
-                        let key_type = crate::lineage_key(&lin)
-                            .map(|k| k.spec().to_string())
-                            .unwrap_or_else(|_| "unreadable".into());
-                        let (status, problem) = match check {
-                            Err(e) => ("INVALID", Some(e.to_string())),
-                            Ok(()) if info.is_expired_at(now) => ("EXPIRED", None),
-                            Ok(()) => ("VALID", None),
+                        let key_type = crate::renewer::cert_key_spec(&info)
+                            .map(|k| k.to_string())
+                            .unwrap_or_else(|| "unknown".into());
+                        // As certbot: the private key must be readable and match the certificate.
+                        let key_check = crate::lineage_key(&lin).and_then(|k| {
+                            if info.matches_key(&k) {
+                                Ok(())
+                            } else {
+                                Err(format!(
+                                    "{} does not match {}",
+                                    lin.live_path(Kind::Privkey).display(),
+                                    lin.live_path(Kind::Cert).display()
+                                ))
+                            }
+                        });
+                        let (status, problem) = match (check, key_check) {
+                            (Err(e), _) => ("INVALID", Some(e.to_string())),
+                            (Ok(()), Err(e)) => ("INVALID", Some(e)),
+                            (Ok(()), Ok(())) if info.is_expired_at(now) => ("EXPIRED", None),
+                            (Ok(()), Ok(())) => ("VALID", None),
                         };
                         Row {
                             name,
