@@ -89,14 +89,21 @@ fn window_in_the_past_renews_with_replaces() {
     let fullchain = std::fs::read(dir.join("etc/live/ari.example.test/fullchain.pem")).unwrap();
     a2c.verify_chain(&fullchain, &["ari.example.test"], std::time::SystemTime::now())
         .unwrap();
-    // The new order named the certificate it replaces. acme2certifier 0.46 accepts but does
-    // not record `replaces` (it only knows draft ARI's POST to renewalInfo), so the evidence is
-    // our own log of the order we sent (Account::new_order copies it into the payload).
     assert!(
         err.contains(&format!("new order replaces={cert_id}")),
         "{err}\n--- a2c ---\n{}",
         tail(&a2c.log(), 30)
     );
+    // On the wire: the new-order request the CA received carried `replaces` = the old CertID
+    // (recorded by the test server in front of acme2certifier, which ignores the field).
+    let orders: Vec<serde_json::Value> = a2c
+        .requests()
+        .into_iter()
+        .filter(|r| r["payload"]["identifiers"].is_array())
+        .collect();
+    assert_eq!(orders.len(), 2, "first issuance and the renewal: {orders:?}");
+    assert!(orders[0]["payload"].get("replaces").is_none(), "{orders:?}");
+    assert_eq!(orders[1]["payload"]["replaces"], cert_id.as_str(), "{orders:?}");
     // ARI state of the replaced certificate is gone; a fresh poll is due for the new one.
     let state: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("work/renewal-state/ari.example.test.json")).unwrap())

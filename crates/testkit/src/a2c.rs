@@ -162,6 +162,7 @@ impl Acme2CertifierBuilder {
             .arg(&a2c.tls.cert)
             .arg(&a2c.tls.key)
             .arg(&ready)
+            .arg(a2c.dir.path().join("requests.jsonl"))
             .env("ACME_SRV_CONFIGFILE", &config_path)
             .current_dir(a2c.dir.path());
         let mut server = Proc::spawn("acme2certifier", &mut srv_cmd, &a2c.log_path)?;
@@ -334,6 +335,16 @@ impl Acme2Certifier {
     /// A scratch directory removed with this instance.
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Every POST the server received so far, in order: `{"path": ..., "payload": ...}` with the
+    /// JWS payload decoded (what the client sent, as the CA saw it on the wire).
+    pub fn requests(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.dir.path().join("requests.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 
     /// acme2certifier's log so far.
