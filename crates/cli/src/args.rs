@@ -107,16 +107,45 @@ certfleet certonly --webroot -w /srv/a -d a.example.com -w /srv/b -d b.example.c
     )]
     Certonly(Box<CertonlyArgs>),
     /// List certificates: names, key type, expiry, status and paths.
+    #[command(
+        long_about = "List the certificates under CONFIG_DIR: one row per lineage with its names, key type, \
+expiry (UTC), time left, status and the paths to give a server.\n\nSTATUS is VALID, EXPIRED, or INVALID when the \
+live/ links are broken or the private key does not match the certificate (the reason follows the table). \
+Renewal failures and the next attempt are shown too.\n\nEXAMPLES:\n  certfleet certificates\n  \
+certfleet certificates -d example.com --json\n  certfleet certificates --certbot-format   # certbot's layout, for old scripts"
+    )]
     Certificates(CertificatesArgs),
     /// Create an ACME account at the CA.
+    #[command(
+        long_about = "Create an ACME account at the CA given by --server (Let's Encrypt by default) and save \
+it under CONFIG_DIR/accounts/ in certbot's format. certonly does this by itself when needed.\n\nThe account key is \
+ECDSA P-256. Accept the CA's terms with --agree-tos; give a contact with -m (the CA warns about expiring \
+certificates there) or --register-unsafely-without-email. CAs that require External Account Binding want \
+--eab-kid and --eab-hmac-key.\n\nEXAMPLE:\n  certfleet register -m admin@example.com --agree-tos"
+    )]
     Register,
     /// Change the account's contact email (-m).
-    #[command(name = "update_account", visible_alias = "update-account")]
+    #[command(
+        name = "update_account",
+        visible_alias = "update-account",
+        long_about = "Replace the contact addresses of the saved account at the CA.\n\nEXAMPLE:\n  \
+certfleet update_account -m new-admin@example.com,ops@example.com"
+    )]
     UpdateAccount,
     /// Deactivate the account at the CA and delete it locally.
+    #[command(
+        long_about = "Deactivate the saved account at the CA for good and delete it from CONFIG_DIR/accounts/. \
+Certificates already issued stay valid; renewing them needs a new account. Asks for confirmation: pass \
+--non-interactive to confirm.\n\nEXAMPLE:\n  certfleet unregister --non-interactive"
+    )]
     Unregister,
     /// Show the account's URL, contact and status as the CA sees them.
-    #[command(name = "show_account", visible_alias = "show-account")]
+    #[command(
+        name = "show_account",
+        visible_alias = "show-account",
+        long_about = "Ask the CA about the saved account (--server, --account when several) and print its URL, id, \
+status and contact addresses.\n\nEXAMPLE:\n  certfleet show_account --server https://acme-staging-v02.api.letsencrypt.org/directory"
+    )]
     ShowAccount,
     /// Revoke a certificate at the CA (and by default delete its lineage).
     #[command(
@@ -127,6 +156,11 @@ certfleet revoke --cert-path /etc/letsencrypt/live/example.com/cert.pem --no-del
     )]
     Revoke(RevokeArgs),
     /// Delete a lineage: its live links, archive and renewal conf.
+    #[command(
+        long_about = "Delete lineages for good: the renewal conf first (so nothing tries to renew them), then \
+live/NAME and archive/NAME. The certificate is not revoked (see revoke). Asks for confirmation on a terminal; \
+without one, pass --non-interactive.\n\nEXAMPLE:\n  certfleet delete --cert-name old.example.com --non-interactive"
+    )]
     Delete(DeleteArgs),
     /// Renew every certificate that is due (or --cert-name ones), with the settings it was issued with.
     #[command(

@@ -72,10 +72,23 @@ pub async fn update(g: &GlobalArgs) -> Result<ProcessExit> {
 
 pub async fn unregister(g: &GlobalArgs) -> Result<ProcessExit> {
     let (store, rec, acct) = current(g).await?;
-    if !g.non_interactive {
+    // No default yes: on a terminal the user answers; without one, -n is the confirmation.
+    let confirmed = if g.non_interactive {
+        true
+    } else if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        super::revoke::confirm(
+            g,
+            &format!("Deactivate account {} at the CA for good?", acct.url()),
+            false,
+        )
+    } else {
         return Err(CliError::usage(
             "unregister deactivates the account at the CA for good; pass --non-interactive to confirm",
         ));
+    };
+    if !confirmed {
+        println!("Account kept.");
+        return Ok(ProcessExit::SUCCESS);
     }
     acct.deactivate().await.map_err(CliError::acme)?;
     store

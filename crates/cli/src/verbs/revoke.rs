@@ -14,7 +14,7 @@ use crate::error::{CliError, Result};
 use crate::progress::Progress;
 
 /// Ask a yes/no question on the terminal; `default` when there is no terminal or with -n.
-fn confirm(g: &GlobalArgs, question: &str, default: bool) -> bool {
+pub(crate) fn confirm(g: &GlobalArgs, question: &str, default: bool) -> bool {
     if g.non_interactive || !std::io::stdin().is_terminal() {
         return default;
     }
