@@ -98,8 +98,13 @@ impl Env {
 }
 
 pub fn tail(s: &str) -> String {
+    tail_lines(s, 15)
+}
+
+/// The last `n` lines of a log.
+pub fn tail_lines(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
-    lines[lines.len().saturating_sub(15)..].join("\n")
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 pub fn stderr(o: &Output) -> String {

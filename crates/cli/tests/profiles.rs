@@ -2,6 +2,9 @@
 //! certfleet runs inside the CA's private network namespace, so `--standalone` answers http-01
 //! on the real port 80 there. This also proves the client is not tuned to Pebble.
 
+mod common;
+use common::tail_lines;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::SystemTime;
@@ -83,7 +86,7 @@ impl A2cEnv {
             out.status,
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr),
-            tail(&self.a2c.log(), 40)
+            tail_lines(&self.a2c.log(), 40)
         );
         out
     }
@@ -110,11 +113,6 @@ impl A2cEnv {
     fn orders_placed(&self) -> usize {
         self.a2c.log().matches("POST /acme/neworders").count()
     }
-}
-
-fn tail(s: &str, n: usize) -> String {
-    let lines: Vec<&str> = s.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 fn stderr(o: &Output) -> String {

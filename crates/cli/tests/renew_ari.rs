@@ -2,6 +2,9 @@
 //! a window in the past makes a certificate due, `replaces` names the old certificate, and the
 //! CA's Retry-After decides when the window is polled again.
 
+mod common;
+use common::tail_lines;
+
 use std::path::Path;
 use std::process::Output;
 
@@ -31,14 +34,9 @@ fn ok(a2c: &Acme2Certifier, dir: &Path, args: &[&str]) -> Output {
         out.status,
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),
-        tail(&a2c.log(), 40)
+        tail_lines(&a2c.log(), 40)
     );
     out
-}
-
-fn tail(s: &str, n: usize) -> String {
-    let l: Vec<&str> = s.lines().collect();
-    l[l.len().saturating_sub(n)..].join("\n")
 }
 
 fn issue(a2c: &Acme2Certifier, dir: &Path, name: &str) {
@@ -92,7 +90,7 @@ fn window_in_the_past_renews_with_replaces() {
     assert!(
         err.contains(&format!("new order replaces={cert_id}")),
         "{err}\n--- a2c ---\n{}",
-        tail(&a2c.log(), 30)
+        tail_lines(&a2c.log(), 30)
     );
     // On the wire: the new-order request the CA received carried `replaces` = the old CertID
     // (recorded by the test server in front of acme2certifier, which ignores the field).
@@ -129,7 +127,7 @@ fn window_in_the_future_is_stored_and_retry_after_honoured() {
     assert!(text.contains("not due"), "{text}");
     assert!(text.contains("ARI renewal window"), "{text}");
     let polls = renewal_info_requests(&a2c);
-    assert_eq!(polls, before + 1, "{}", tail(&a2c.log(), 40));
+    assert_eq!(polls, before + 1, "{}", tail_lines(&a2c.log(), 40));
     let state: serde_json::Value = serde_json::from_slice(
         &std::fs::read(dir.join("work/renewal-state/arif.example.test.json")).unwrap(),
     )
