@@ -1,0 +1,12 @@
+//! Fleet mode: `certfleet serve` holds every certificate in a database, renews centrally and
+//! answers challenges centrally; `certfleet agent` on each host pulls only its own certificates,
+//! installs them where its own config says, proves by a TLS handshake that the service serves
+//! them, and rolls back if not.
+//!
+//! Data flows one way: admin CLI -> API -> database <- renewal loop -> engine -> CA;
+//! agent -> API (pull, report) -> database. The server never pushes commands to hosts: the
+//! agent's local config is the only source of paths and commands, so a compromised server
+//! cannot make a host write outside its configured paths or run anything.
+
+pub mod proto;
+pub mod token;
