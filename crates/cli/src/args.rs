@@ -588,33 +588,25 @@ impl DnsProviderArgs {
 
 impl Args for DnsProviderArgs {
     fn augment_args(mut cmd: clap::Command) -> clap::Command {
+        // What the derive would write for each field, under the "dns-01" heading.
+        let flag =
+            |id: &'static str, help: &'static str| Arg::new(id).long(id).help(help).help_heading("dns-01");
         for p in registry::PROVIDERS {
             cmd = cmd
                 .arg(
-                    Arg::new(p.flag)
-                        .long(p.flag)
-                        .help(p.help)
+                    flag(p.flag, p.help)
                         .action(ArgAction::SetTrue)
-                        .group("authenticator")
-                        .help_heading("dns-01"),
+                        .group("authenticator"),
                 )
                 .arg(
-                    Arg::new(p.credentials_flag)
-                        .long(p.credentials_flag)
-                        .help(p.credentials_help)
+                    flag(p.credentials_flag, p.credentials_help)
                         .value_name("FILE")
-                        .value_parser(clap::value_parser!(PathBuf))
-                        .action(ArgAction::Set)
-                        .help_heading("dns-01"),
+                        .value_parser(clap::value_parser!(PathBuf)),
                 )
                 .arg(
-                    Arg::new(p.propagation_seconds_flag)
-                        .long(p.propagation_seconds_flag)
-                        .help(p.propagation_seconds_help)
+                    flag(p.propagation_seconds_flag, p.propagation_seconds_help)
                         .value_name("SECONDS")
-                        .value_parser(clap::value_parser!(u64))
-                        .action(ArgAction::Set)
-                        .help_heading("dns-01"),
+                        .value_parser(clap::value_parser!(u64)),
                 );
         }
         cmd
