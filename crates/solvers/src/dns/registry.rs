@@ -3,8 +3,10 @@
 //! are all derived from this one table.
 //!
 //! Adding a provider: write `dns/<name>.rs` (a [`super::DnsProvider`] and the parsing of its
-//! certbot credentials ini, ending in a `build` function), then add its entry to
-//! [`PROVIDERS`]. Nothing else names providers one by one.
+//! certbot credentials ini, ending in a `build` function; declared with `pub mod <name>;` in
+//! `dns/mod.rs`), then add its entry to [`PROVIDERS`]. Nothing else names providers one by
+//! one: the CLI's `--dns-<name>*` flags, the renewal-conf keys and the messages listing the
+//! dns-01 choices all come from this table.
 
 use std::path::Path;
 use std::sync::Arc;
