@@ -3,10 +3,10 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use certfleet_solvers::dns::registry::{self, Registration};
+use clap::{Arg, ArgAction, ArgMatches, Args, FromArgMatches, Parser, Subcommand};
 
-pub const LE_PRODUCTION: &str = "https://acme-v02.api.letsencrypt.org/directory";
-pub const LE_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
+pub use certfleet_engine::account::{LE_PRODUCTION, LE_STAGING};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -238,7 +238,7 @@ pub struct RenewHookArgs {
     #[arg(long)]
     pub no_directory_hooks: bool,
     /// Kill a hook that runs longer than this (seconds, or 90s, 5m, 1h).
-    #[arg(long, value_name = "TIME", value_parser = crate::deploy::parse_timeout)]
+    #[arg(long, value_name = "TIME", value_parser = parse_timeout)]
     pub hook_timeout: Option<std::time::Duration>,
     /// After renewals, test the config of SERVICE and reload it only if the test passes:
     /// nginx, apache2, haproxy, postfix, dovecot or any systemd unit.
@@ -385,24 +385,9 @@ pub struct CertonlyArgs {
     #[arg(long = "tls-alpn-01-port", value_name = "PORT", default_value_t = 443)]
     pub tls_alpn01_port: u16,
 
-    /// dns-01 through RFC 2136 dynamic updates signed with TSIG (BIND, Knot, PowerDNS, ...).
-    #[arg(long, group = "authenticator", help_heading = "dns-01")]
-    pub dns_rfc2136: bool,
-    /// certbot dns-rfc2136 ini: dns_rfc2136_server, _port, _name, _secret, _algorithm (mode 0600).
-    #[arg(long, value_name = "FILE", help_heading = "dns-01")]
-    pub dns_rfc2136_credentials: Option<PathBuf>,
-    /// Wait at least this long after the update (certbot compatibility; the check makes it unneeded).
-    #[arg(long, value_name = "SECONDS", help_heading = "dns-01")]
-    pub dns_rfc2136_propagation_seconds: Option<u64>,
-    /// dns-01 through the Cloudflare API (scoped API token, or the legacy global key + email).
-    #[arg(long, group = "authenticator", help_heading = "dns-01")]
-    pub dns_cloudflare: bool,
-    /// certbot dns-cloudflare ini: dns_cloudflare_api_token (or _email + _api_key), mode 0600.
-    #[arg(long, value_name = "FILE", help_heading = "dns-01")]
-    pub dns_cloudflare_credentials: Option<PathBuf>,
-    /// Wait at least this long after the change (certbot compatibility).
-    #[arg(long, value_name = "SECONDS", help_heading = "dns-01")]
-    pub dns_cloudflare_propagation_seconds: Option<u64>,
+    /// `--dns-<provider>` and its settings, one set per registered DNS provider.
+    #[command(flatten)]
+    pub dns_providers: DnsProviderArgs,
     /// dns-01 by hand, or through --manual-auth-hook scripts (with --preferred-challenges dns).
     #[arg(long, group = "authenticator", help_heading = "dns-01")]
     pub manual: bool,
@@ -540,4 +525,135 @@ fn parse_resolver(s: &str) -> Result<std::net::SocketAddr, String> {
     s.parse()
         .or_else(|_| s.parse::<IpAddr>().map(|ip| std::net::SocketAddr::new(ip, 53)))
         .map_err(|_| format!("{s:?} is not an IP address with an optional port (e.g. 127.0.0.1:5353)"))
+}
+
+/// `--hook-timeout`: seconds, or a number with `s`/`m`/`h`.
+pub fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, 's')) => (&t[..i], 1),
+        Some((i, 'm')) => (&t[..i], 60),
+        Some((i, 'h')) => (&t[..i], 3600),
+        _ => (t, 1),
+    };
+    match num.trim().parse::<u64>() {
+        Ok(n) if n > 0 => Ok(std::time::Duration::from_secs(n * mult)),
+        _ => Err(format!(
+            "{s:?} is not a timeout: write seconds (300) or 90s, 5m, 1h"
+        )),
+    }
+}
+
+/// The flags of one registered DNS provider: `--dns-NAME`, `--dns-NAME-credentials FILE`,
+/// `--dns-NAME-propagation-seconds SECONDS`.
+#[derive(Debug, Clone)]
+pub struct DnsProviderFlags {
+    pub provider: &'static Registration,
+    /// `--dns-NAME` was given.
+    pub chosen: bool,
+    pub credentials: Option<PathBuf>,
+    pub propagation_seconds: Option<u64>,
+}
+
+/// The flags of every provider in the solvers' DNS registry, generated from it (clap's derive
+/// needs one field per flag; this loops over the registry instead).
+#[derive(Debug, Clone)]
+pub struct DnsProviderArgs {
+    /// One entry per registered provider, in registry order.
+    pub providers: Vec<DnsProviderFlags>,
+}
+
+impl Default for DnsProviderArgs {
+    fn default() -> Self {
+        Self {
+            providers: registry::PROVIDERS
+                .iter()
+                .map(|provider| DnsProviderFlags {
+                    provider,
+                    chosen: false,
+                    credentials: None,
+                    propagation_seconds: None,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl DnsProviderArgs {
+    /// The provider whose `--dns-NAME` flag was given (at most one: they share a group).
+    pub fn chosen(&self) -> Option<&DnsProviderFlags> {
+        self.providers.iter().find(|p| p.chosen)
+    }
+}
+
+impl Args for DnsProviderArgs {
+    fn augment_args(mut cmd: clap::Command) -> clap::Command {
+        // What the derive would write for each field, under the "dns-01" heading.
+        let flag =
+            |id: &'static str, help: &'static str| Arg::new(id).long(id).help(help).help_heading("dns-01");
+        for p in registry::PROVIDERS {
+            cmd = cmd
+                .arg(
+                    flag(p.flag, p.help)
+                        .action(ArgAction::SetTrue)
+                        .group("authenticator"),
+                )
+                .arg(
+                    flag(p.credentials_flag, p.credentials_help)
+                        .value_name("FILE")
+                        .value_parser(clap::value_parser!(PathBuf)),
+                )
+                .arg(
+                    flag(p.propagation_seconds_flag, p.propagation_seconds_help)
+                        .value_name("SECONDS")
+                        .value_parser(clap::value_parser!(u64)),
+                );
+        }
+        cmd
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl FromArgMatches for DnsProviderArgs {
+    fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut args = Self::default();
+        args.update_from_arg_matches(m)?;
+        Ok(args)
+    }
+
+    fn update_from_arg_matches(&mut self, m: &ArgMatches) -> Result<(), clap::Error> {
+        for f in &mut self.providers {
+            let p = f.provider;
+            if m.get_flag(p.flag) {
+                f.chosen = true;
+            }
+            if let Some(c) = m.get_one::<PathBuf>(p.credentials_flag) {
+                f.credentials = Some(c.clone());
+            }
+            if let Some(s) = m.get_one::<u64>(p.propagation_seconds_flag) {
+                f.propagation_seconds = Some(*s);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn timeouts() {
+        assert_eq!(parse_timeout("300").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_timeout("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_timeout("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_timeout("1h").unwrap(), Duration::from_secs(3600));
+        assert!(parse_timeout("0").is_err());
+        assert!(parse_timeout("soon").is_err());
+    }
 }

@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use certfleet_engine::EngineError;
+
 /// Process exit codes. Stable: scripts and monitoring depend on them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitCode {
@@ -30,9 +32,6 @@ pub enum ExitCode {
 pub struct CliError {
     pub code: ExitCode,
     pub message: String,
-    /// How long the CA asked us to wait (`Retry-After` on an error, e.g. `rateLimited`);
-    /// `renew` keeps it as a floor for the lineage's next attempt.
-    pub retry_after: Option<std::time::Duration>,
 }
 
 impl fmt::Display for CliError {
@@ -48,7 +47,6 @@ impl CliError {
         Self {
             code,
             message: message.into(),
-            retry_after: None,
         }
     }
 
@@ -61,50 +59,54 @@ impl CliError {
     }
 
     pub fn solver(e: certfleet_solvers::SolverError) -> Self {
-        let code = match e {
-            certfleet_solvers::SolverError::Setup(_) => ExitCode::Usage,
-            certfleet_solvers::SolverError::Io { .. } => ExitCode::Usage,
-            certfleet_solvers::SolverError::Other(_) => ExitCode::Failure,
-        };
-        Self::new(code, e.to_string())
+        EngineError::Solver(e).into()
     }
 
     pub fn acme(e: certfleet_acme::AcmeError) -> Self {
-        use certfleet_acme::AcmeError as A;
-        let mut msg = e.to_string();
-        let code = match &e {
-            A::AuthorizationFailed { .. } => ExitCode::Validation,
-            A::Http { .. } => {
-                msg.push_str("\n  hint: check --server, the network, and --ca-bundle for a private CA");
-                ExitCode::Ca
-            }
-            _ => ExitCode::Ca,
-        };
-        if e.is_rate_limited()
-            && let Some(ra) = e.retry_after()
-        {
-            msg.push_str(&format!(
-                "\n  hint: the CA asks to wait {}s before retrying",
-                ra.as_secs()
-            ));
-        }
-        if let Some(p) = e.problem() {
-            match p.kind() {
-                certfleet_acme::ProblemKind::ExternalAccountRequired => {
-                    msg.push_str(
-                        "\n  hint: this CA needs External Account Binding: pass --eab-kid and --eab-hmac-key",
-                    );
-                }
-                certfleet_acme::ProblemKind::InvalidProfile => {
-                    msg.push_str("\n  hint: list the CA's profiles in its directory (meta.profiles)");
-                }
-                _ => {}
-            }
-        }
-        let retry_after = e.retry_after();
-        Self {
-            retry_after,
-            ..Self::new(code, msg)
+        EngineError::Acme(e).into()
+    }
+}
+
+/// The one place an engine error becomes an exit code; the message (with its hints) is the
+/// engine's.
+pub fn exit_code(e: &EngineError) -> ExitCode {
+    use certfleet_acme::AcmeError as A;
+    use certfleet_solvers::SolverError as S;
+    match e {
+        EngineError::Acme(A::AuthorizationFailed { .. })
+        | EngineError::Validation { .. }
+        | EngineError::ChallengeNotOffered { .. } => ExitCode::Validation,
+        EngineError::Acme(_)
+        | EngineError::ProfileRefused { .. }
+        | EngineError::ProfileSwapped { .. }
+        | EngineError::NoCertificateUrl
+        | EngineError::UnreadableChain(_)
+        | EngineError::UnreadableCertificate(_)
+        | EngineError::CaIdentifier(_) => ExitCode::Ca,
+        EngineError::Solver(S::Setup(_) | S::Io { .. }) | EngineError::Config { .. } => ExitCode::Usage,
+        EngineError::Store(_)
+        | EngineError::State(_)
+        | EngineError::ReadKey { .. }
+        | EngineError::BadKey { .. }
+        | EngineError::AccountKey { .. }
+        | EngineError::AccountUrl { .. }
+        | EngineError::NoAccount { .. }
+        | EngineError::SaveTask { .. } => ExitCode::Store,
+        EngineError::Hook { .. } => ExitCode::Hook,
+        EngineError::Solver(S::Other(_))
+        | EngineError::Key(_)
+        | EngineError::KeyTask(_)
+        | EngineError::AccountKeyGeneration(_)
+        | EngineError::Signal(_)
+        | EngineError::Interrupted { .. } => ExitCode::Failure,
+    }
+}
+
+impl From<EngineError> for CliError {
+    fn from(e: EngineError) -> Self {
+        CliError {
+            code: exit_code(&e),
+            message: e.message(),
         }
     }
 }

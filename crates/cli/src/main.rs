@@ -1,16 +1,14 @@
 //! The `certfleet` binary: parse, dispatch to a verb, turn errors into a message and an
-//! exit code.
+//! exit code. Issuance and renewal are certfleet-engine's; this crate is arguments, verbs
+//! and output.
 
 mod account;
 mod args;
 mod authenticator;
-mod ca_cache;
 mod cli_ini;
 mod deploy;
 mod error;
-mod issue;
 mod progress;
-mod renewer;
 mod verbs;
 
 use clap::{CommandFactory, FromArgMatches};
@@ -66,13 +64,6 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<std::process::ExitC
         Command::UpdateSymlinks(args) => verbs::reconfigure::update_symlinks(g, &args),
         Command::InstallTimer(args) => verbs::timer::install(g, &args),
     }
-}
-
-/// The private key a lineage's live/privkey.pem points at.
-pub fn lineage_key(lin: &certfleet_store::Lineage) -> Result<certfleet_core::PrivateKey, String> {
-    let path = lin.live_path(certfleet_store::Kind::Privkey);
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    certfleet_core::PrivateKey::from_pem(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// certbot's rule: a dry run without --server goes to the staging CA, so rehearsals never

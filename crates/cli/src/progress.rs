@@ -1,8 +1,10 @@
 //! Progress: a spinner per step on a terminal, plain lines otherwise, nothing with --quiet.
+//! The engine's step events land here.
 
 use std::io::IsTerminal;
 use std::time::Duration;
 
+use certfleet_engine::{Event, EventSink};
 use indicatif::{ProgressBar, ProgressStyle};
 
 pub struct Progress {
@@ -36,13 +38,18 @@ impl Progress {
         }
     }
 
+    /// A step of the CLI's own (the engine's come as events, logged by the engine).
     pub fn step(&self, msg: &str) {
+        self.show(msg);
+        tracing::debug!("{msg}");
+    }
+
+    fn show(&self, msg: &str) {
         if let Some(bar) = &self.bar {
             bar.set_message(msg.to_string());
         } else if self.plain {
             eprintln!("certfleet: {msg}");
         }
-        tracing::debug!("{msg}");
     }
 
     pub fn finish(&self) {
@@ -55,5 +62,13 @@ impl Progress {
 impl Drop for Progress {
     fn drop(&mut self) {
         self.finish();
+    }
+}
+
+impl EventSink for Progress {
+    fn event(&self, e: &Event<'_>) {
+        if let Event::Step(msg) = e {
+            self.show(msg);
+        }
     }
 }

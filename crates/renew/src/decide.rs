@@ -129,6 +129,9 @@ pub struct RenewalInput<'a> {
     pub state: Option<&'a LineageState>,
     /// `--force-renewal`: renew now unless the CA itself told us to wait.
     pub force: bool,
+    /// certbot's `autorenew` of the lineage conf (default true): when false, only `force`
+    /// renews it.
+    pub autorenew: bool,
     /// When this process would next run anyway (e.g. the next tick of a twice-daily timer).
     /// RFC 9773 section 4.2: if the chosen ARI instant falls before it, renew now rather than
     /// overshoot a short window. `None` for a daemon that wakes exactly at `due_at`.
@@ -143,6 +146,7 @@ impl<'a> RenewalInput<'a> {
             renew_before_expiry: None,
             state: None,
             force: false,
+            autorenew: true,
             next_run: None,
         }
     }
@@ -203,6 +207,13 @@ pub const MAX_JITTER: Duration = Duration::hours(12);
 
 /// Decide whether the lineage is due. Errors only for a bad `renew_before_expiry`.
 pub fn decide(input: &RenewalInput<'_>, clock: &dyn Clock) -> Result<Decision, IntervalError> {
+    // certbot's `autorenew = False`: nothing but an explicit force renews it.
+    if !input.autorenew && !input.force {
+        return Ok(Decision::NotYet {
+            due_at: input.cert.not_after,
+            reason: "autorenew = False in its renewal conf (use --force-renewal)".into(),
+        });
+    }
     let now = clock.now();
     let renew_before = input.renew_before_expiry.map(RenewBefore::parse).transpose()?;
     let ca_wait = input.state.and_then(|s| s.ca_retry_after).filter(|t| *t > now);

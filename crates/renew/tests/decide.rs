@@ -501,3 +501,18 @@ fn ari_window_from_an_acme_answer() {
     assert_eq!(w.retry_after, Some(T0 + Duration::hours(5)));
     assert!(w.is_valid());
 }
+
+/// certbot's `autorenew = False`: never due by itself, whatever the dates say; forcing renews.
+#[test]
+fn autorenew_off_waits_for_force() {
+    let c = cert(Duration::days(90));
+    let off = RenewalInput {
+        autorenew: false,
+        ..RenewalInput::new(&c)
+    };
+    let d = at(&off, T0 + Duration::days(91));
+    assert!(matches!(d, Decision::NotYet { .. }), "{d}");
+    assert!(reason(&d).contains("autorenew = False"), "{d}");
+    let forced = RenewalInput { force: true, ..off };
+    assert!(at(&forced, T0 + Duration::days(1)).is_renew_now());
+}

@@ -2,7 +2,9 @@
 
 use std::process::ExitCode as ProcessExit;
 
-use certfleet_acme::{Account, AccountKey};
+use certfleet_acme::Account;
+use certfleet_core::SystemClock;
+use certfleet_engine::account::{open, record, register_new, saved};
 use certfleet_store::accounts::Account as AccountRecord;
 
 use crate::account;
@@ -14,18 +16,13 @@ async fn current(g: &GlobalArgs) -> Result<(certfleet_store::Store, AccountRecor
     let store = account::store(g);
     let client = account::connect(g).await?;
     let server = client.directory_url().to_string();
-    let rec = account::saved(g, &store, &server)?.ok_or_else(|| {
+    let rec = saved(&account::options(g), &store, &server)?.ok_or_else(|| {
         CliError::usage(format!(
             "no account for {server} under {}: create one with `certfleet register -m you@example.com --agree-tos`",
             g.config_dir.display()
         ))
     })?;
-    let key =
-        AccountKey::new(rec.key.clone()).map_err(|e| CliError::store(format!("account {}: {e}", rec.id)))?;
-    let uri = rec
-        .uri()
-        .ok_or_else(|| CliError::store(format!("account {} has no URL in regr.json", rec.id)))?;
-    let acct = Account::from_parts(&client, key, uri.to_string());
+    let acct = open(&client, &rec)?;
     Ok((store, rec, acct))
 }
 
@@ -34,15 +31,16 @@ pub async fn register(g: &GlobalArgs) -> Result<ProcessExit> {
     let client = account::connect(g).await?;
     let server = client.directory_url().to_string();
     let _lock = store.lock().map_err(CliError::store)?;
-    if let Some(rec) = account::saved(g, &store, &server)? {
+    let opts = account::options(g);
+    if let Some(rec) = saved(&opts, &store, &server)? {
         return Err(CliError::usage(format!(
             "there is already an account for {server} (id {}); use update_account to change its email",
             rec.id
         )));
     }
     let progress = Progress::new(g.quiet);
-    let (acct, body) = account::register_new(g, &client, &progress).await?;
-    let rec = account::record(&acct, body);
+    let (acct, body) = register_new(&opts, &client, &progress).await?;
+    let rec = record(&acct, body, &SystemClock);
     store.accounts().save(&server, &rec).map_err(CliError::store)?;
     progress.finish();
     if !g.quiet {

@@ -5,6 +5,9 @@ use std::process::ExitCode as ProcessExit;
 use serde_json::json;
 use time::OffsetDateTime;
 
+use certfleet_engine::lineage::{cert_key_spec, lineage_key};
+use certfleet_engine::renewal::lineage_state;
+use certfleet_renew::LineageState;
 use certfleet_store::Kind;
 
 use crate::account;
@@ -37,11 +40,11 @@ pub fn run(g: &GlobalArgs, a: &CertificatesArgs) -> Result<ProcessExit> {
                 let key_path = lin.live_path(Kind::Privkey).display().to_string();
                 match (lin.cert_info(), lin.check()) {
                     (Ok(info), check) => {
-                        let key_type = crate::renewer::cert_key_spec(&info)
+                        let key_type = cert_key_spec(&info)
                             .map(|k| k.to_string())
                             .unwrap_or_else(|| "unknown".into());
                         // As certbot: the private key must be readable and match the certificate.
-                        let key_check = crate::lineage_key(&lin).and_then(|k| {
+                        let key_check = lineage_key(&lin).map_err(|e| e.to_string()).and_then(|k| {
                             if info.matches_key(&k) {
                                 Ok(())
                             } else {
@@ -117,7 +120,7 @@ pub fn run(g: &GlobalArgs, a: &CertificatesArgs) -> Result<ProcessExit> {
                     "problem": r.problem,
                     "certificate_path": r.cert_path,
                     "private_key_path": r.key_path,
-                    "renewal": crate::renewer::lineage_state(&store, &r.name),
+                    "renewal": lineage_state(&store, &r.name),
                 })
             })
             .collect();
@@ -195,9 +198,9 @@ fn print_table(store: &certfleet_store::Store, rows: &[Row], now: OffsetDateTime
         if let Some(p) = &r.problem {
             println!("{}: Problem: {p}", r.name);
         }
-        if let Some(f) = crate::renewer::lineage_state(store, &r.name)
+        if let Some(f) = lineage_state(store, &r.name)
             .as_ref()
-            .and_then(crate::renewer::failure_note)
+            .and_then(|s| failure_note(s, now))
         {
             println!("{}: Renewal failures: {f}", r.name);
         }
@@ -223,13 +226,29 @@ fn print_certbot_layout(store: &certfleet_store::Store, rows: &[Row], now: Offse
         if let Some(p) = &r.problem {
             println!("    Problem: {p}");
         }
-        if let Some(f) = crate::renewer::lineage_state(store, &r.name)
+        if let Some(f) = lineage_state(store, &r.name)
             .as_ref()
-            .and_then(crate::renewer::failure_note)
+            .and_then(|s| failure_note(s, now))
         {
             println!("    Renewal failures: {f}");
         }
         println!("    Certificate Path: {}", r.cert_path);
         println!("    Private Key Path: {}", r.key_path);
     }
+}
+
+/// One line for a lineage whose last renewals failed.
+fn failure_note(state: &LineageState, now: OffsetDateTime) -> Option<String> {
+    if state.consecutive_failures == 0 {
+        return None;
+    }
+    let next = state
+        .backoff_until(now)
+        .map(|t| format!("next attempt after {}", super::renew::fmt_time(t)))
+        .unwrap_or_else(|| "next attempt at the next `renew`".into());
+    Some(format!(
+        "{} (last: {}); {next}",
+        state.consecutive_failures,
+        state.last_error.as_deref().unwrap_or("unknown error")
+    ))
 }

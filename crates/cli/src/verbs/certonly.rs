@@ -6,19 +6,25 @@ use std::process::ExitCode as ProcessExit;
 use std::time::Duration;
 
 use certfleet_core::identifier::{check_count, parse_domain_args};
-use certfleet_core::{CertInfo, Identifier, KeySpec};
+use certfleet_core::{Clock, Identifier, KeySpec, SystemClock};
+use certfleet_engine::authenticator::SolverContext;
+use certfleet_engine::deploy::{HookFlags, IssuanceHooks, RELOAD_CONF_KEY};
+use certfleet_engine::issue::{self, IssueRequest, KeySource};
+use certfleet_engine::lineage::lineage_key;
+use certfleet_renew::{CertFacts, Decision, RenewalInput};
 use certfleet_store::renewal_conf::RenewalConf;
-use certfleet_store::{CertFiles, Kind};
+use certfleet_store::{CertFiles, Kind, Lineage};
 
 use crate::account;
 use crate::args::{CertonlyArgs, GlobalArgs};
-use crate::authenticator::{AuthSpec, SolverContext};
+use crate::authenticator;
+use crate::deploy;
 use crate::error::{CliError, Result};
-use crate::issue::{self, IssueRequest, KeySource};
 use crate::progress::Progress;
 
 pub async fn run(g: &GlobalArgs, a: &CertonlyArgs, matches: &clap::ArgMatches) -> Result<ProcessExit> {
     let progress = Progress::new(g.quiet);
+    let clock = SystemClock;
     let mut identifiers = parse_domain_args(&a.domains)
         .or_else(|e| {
             // IP-only certificates have no -d.
@@ -42,7 +48,7 @@ pub async fn run(g: &GlobalArgs, a: &CertonlyArgs, matches: &clap::ArgMatches) -
     check_count(identifiers.len()).map_err(|e| CliError::usage(e.to_string()))?;
 
     let key_spec = key_spec(a)?;
-    let auth = AuthSpec::from_args(a, matches, &identifiers)?;
+    let auth = authenticator::from_args(a, matches, &identifiers)?;
     let solver = auth.solver(&store_for_solver(g)).await?;
     solver.preflight(&identifiers).await.map_err(CliError::solver)?;
 
@@ -79,26 +85,28 @@ pub async fn run(g: &GlobalArgs, a: &CertonlyArgs, matches: &clap::ArgMatches) -
         && !a.dry_run
         && let Ok(info) = lin.cert_info()
         && sorted(lin.names().unwrap_or_default()) == sorted(names.clone())
-        && !is_due(&info)
+        && !is_due(lin, &info, &clock)?
     {
         println!(
             "Certificate not yet due for renewal; no action taken.\n  {} expires on {} ({} days left); use --force-renewal to renew now.",
             lin.name,
             info.not_after.date(),
-            (info.not_after - time::OffsetDateTime::now_utc()).whole_days()
+            (info.not_after - clock.now()).whole_days()
         );
         return Ok(ProcessExit::SUCCESS);
     }
 
-    let mut hooks = crate::deploy::IssuanceHooks::new(
-        g,
-        &crate::deploy::HookFlags {
-            pre_hook: a.pre_hook.clone(),
-            post_hook: a.post_hook.clone(),
-            deploy_hook: a.deploy_hook.clone(),
-            dry_run: a.dry_run,
-            ..Default::default()
-        },
+    let mut hooks = IssuanceHooks::new(
+        deploy::hook_config(
+            g,
+            &HookFlags {
+                pre_hook: a.pre_hook.clone(),
+                post_hook: a.post_hook.clone(),
+                deploy_hook: a.deploy_hook.clone(),
+                dry_run: a.dry_run,
+                ..Default::default()
+            },
+        ),
         a.deploy_reload.as_deref(),
         !a.no_hooks,
     )?;
@@ -107,10 +115,18 @@ pub async fn run(g: &GlobalArgs, a: &CertonlyArgs, matches: &clap::ArgMatches) -
     if let Some(p) = &a.required_profile {
         issue::check_required_profile(client.directory(), p)?;
     }
-    let acct = account::obtain(g, &store, &client, !a.dry_run, &progress).await?;
+    let acct = certfleet_engine::account::obtain(
+        &account::options(g),
+        &store,
+        &client,
+        !a.dry_run,
+        &progress,
+        &clock,
+    )
+    .await?;
 
     let key = match (&existing, a.reuse_key) {
-        (Some(lin), true) => match crate::lineage_key(lin) {
+        (Some(lin), true) => match lineage_key(lin) {
             Ok(k) => KeySource::Reuse(k),
             Err(e) => return Err(CliError::store(format!("--reuse-key: {e}"))),
         },
@@ -133,7 +149,7 @@ pub async fn run(g: &GlobalArgs, a: &CertonlyArgs, matches: &clap::ArgMatches) -
     let issued = issue::interruptible(solver.as_ref(), issuance).await;
     let issued = match issued {
         Ok(i) => i,
-        Err(e) => return Err(hooks.abort(e).await),
+        Err(e) => return Err(deploy::abort(hooks, e.into()).await),
     };
     progress.finish();
 
@@ -144,7 +160,7 @@ pub async fn run(g: &GlobalArgs, a: &CertonlyArgs, matches: &clap::ArgMatches) -
                 names.join(", ")
             );
         }
-        hooks.finish().await?;
+        deploy::finish(hooks).await?;
         return Ok(ProcessExit::SUCCESS);
     }
 
@@ -179,7 +195,7 @@ pub async fn run(g: &GlobalArgs, a: &CertonlyArgs, matches: &clap::ArgMatches) -
     // As certbot: deploy hooks on every issuance, not only on `renew`.
     let saved_names = lineage.names().unwrap_or_else(|_| names.clone());
     hooks.deployed(&store.live_dir(&name), &saved_names).await;
-    hooks.finish().await?;
+    deploy::finish(hooks).await?;
     Ok(ProcessExit::SUCCESS)
 }
 
@@ -194,13 +210,18 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
     v
 }
 
-/// Until `renew` lands its policy here: due at one third of lifetime left (one half under
-/// 10 days), Let's Encrypt's guidance.
-fn is_due(info: &CertInfo) -> bool {
-    let lifetime = info.lifetime();
-    let left = info.not_after - time::OffsetDateTime::now_utc();
-    let fraction = if lifetime < time::Duration::days(10) { 2 } else { 3 };
-    left <= lifetime / fraction
+/// Whether the existing lineage is due, by the renewal policy `renew` applies (its conf's
+/// `renew_before_expiry` and `autorenew`, else the lifetime rule); no ARI poll here.
+fn is_due(lin: &Lineage, info: &certfleet_core::CertInfo, clock: &dyn Clock) -> Result<bool> {
+    let facts = CertFacts::from_cert(info);
+    let input = RenewalInput {
+        renew_before_expiry: lin.conf.get("renew_before_expiry"),
+        autorenew: lin.conf.autorenew(),
+        ..RenewalInput::new(&facts)
+    };
+    let decision = certfleet_renew::decide(&input, clock)
+        .map_err(|e| CliError::usage(format!("{}: {e}", lin.conf_path.display())))?;
+    Ok(!matches!(decision, Decision::NotYet { .. }))
 }
 
 fn key_spec(a: &CertonlyArgs) -> Result<KeySpec> {
@@ -243,7 +264,7 @@ fn record_renewal_params(
         ("preferred_chain", &a.preferred_chain),
         ("preferred_profile", &a.preferred_profile),
         ("required_profile", &a.required_profile),
-        (crate::deploy::RELOAD_CONF_KEY, &a.deploy_reload),
+        (RELOAD_CONF_KEY, &a.deploy_reload),
     ] {
         if let Some(v) = val {
             conf.set_param(key, v.clone());
@@ -290,12 +311,20 @@ async fn csr_flow(
         }
     }
     check_count(identifiers.len()).map_err(|e| CliError::usage(e.to_string()))?;
-    let auth = AuthSpec::from_args(a, &clap::ArgMatches::default(), &identifiers)?;
+    let auth = authenticator::from_args(a, &clap::ArgMatches::default(), &identifiers)?;
     let solver = auth.solver(&store_for_solver(g)).await?;
     solver.preflight(&identifiers).await.map_err(CliError::solver)?;
     let store = account::store(g);
     let client = account::connect(g).await?;
-    let acct = account::obtain(g, &store, &client, !a.dry_run, progress).await?;
+    let acct = certfleet_engine::account::obtain(
+        &account::options(g),
+        &store,
+        &client,
+        !a.dry_run,
+        progress,
+        &SystemClock,
+    )
+    .await?;
     let issuance = issue::issue(
         &acct,
         solver.as_ref(),

@@ -16,8 +16,8 @@ use tokio::sync::Notify;
 use crate::account;
 use crate::args::{GlobalArgs, RunArgs};
 use crate::error::{CliError, Result};
-use crate::renewer::{self, Outcome, fmt_time};
-use crate::verbs::renew::pass_options;
+use crate::verbs::renew::{fmt_time, pass_options};
+use certfleet_engine::renewal::{self, Outcome};
 
 /// After a failed pass (store locked by another run, unreadable tree), try again after this.
 const RETRY_PASS: Duration = Duration::from_secs(60);
@@ -109,7 +109,7 @@ async fn pass(
     let _lock = store.lock().map_err(CliError::store)?;
     let mut opts = pass_options(g, &a.hooks, a.jobs, false)?;
     opts.stop = stop.clone();
-    let report = renewer::run_pass(store, opts).await?;
+    let report = renewal::run_pass(store, opts).await?;
     let mut counts = (0, 0, 0);
     for l in &report.lineages {
         match &l.outcome {

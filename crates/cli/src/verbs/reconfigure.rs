@@ -10,9 +10,9 @@ use certfleet_store::Kind;
 
 use crate::account;
 use crate::args::{GlobalArgs, ReconfigureArgs, UpdateSymlinksArgs};
-use crate::authenticator::AuthSpec;
-use crate::deploy;
 use crate::error::{CliError, Result};
+use certfleet_engine::authenticator::AuthSpec;
+use certfleet_engine::deploy;
 
 pub fn reconfigure(g: &GlobalArgs, a: &ReconfigureArgs) -> Result<ProcessExit> {
     let store = account::store(g);
@@ -146,7 +146,7 @@ pub fn reconfigure(g: &GlobalArgs, a: &ReconfigureArgs) -> Result<ProcessExit> {
                 "--server {server:?} must be an https:// ACME directory URL"
             )));
         }
-        let acct = account::saved(g, &store, &server)?.ok_or_else(|| {
+        let acct = certfleet_engine::account::saved(&account::options(g), &store, &server)?.ok_or_else(|| {
             CliError::usage(format!(
                 "no account for {server} in {}: run `certfleet register --server {server} -m EMAIL --agree-tos` first",
                 store.dirs().accounts_dir().display()

@@ -6,13 +6,16 @@ use std::process::ExitCode as ProcessExit;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use certfleet_core::SystemClock;
+use certfleet_engine::deploy::{HookFlags, reload_commands};
+use certfleet_engine::renewal::{self, Outcome, PassOptions, PassReport};
+use certfleet_engine::{Event, EventSink};
 use time::OffsetDateTime;
 
 use crate::account;
 use crate::args::{GlobalArgs, RenewArgs, RenewHookArgs};
-use crate::deploy::{self, HookFlags};
+use crate::deploy;
 use crate::error::{CliError, ExitCode, Result};
-use crate::renewer::{self, Outcome, PassOptions, PassReport, fmt_time};
 
 /// How often the shipped timer runs `renew`; an ARI instant before the next run renews now.
 pub const TIMER_PERIOD: time::Duration = time::Duration::hours(12);
@@ -27,7 +30,7 @@ pub async fn run(g: &GlobalArgs, a: &RenewArgs) -> Result<ProcessExit> {
         next_run: Some(OffsetDateTime::now_utc() + TIMER_PERIOD),
         ..opts
     };
-    let report = renewer::run_pass(&store, opts).await?;
+    let report = renewal::run_pass(&store, opts).await?;
     if !g.quiet {
         print_summary(&report, a.dry_run);
     } else {
@@ -48,11 +51,7 @@ pub fn pass_options(g: &GlobalArgs, h: &RenewHookArgs, jobs: u16, dry_run: bool)
         timeout: h.hook_timeout,
         dry_run,
     };
-    let reload = h
-        .deploy_reload
-        .as_deref()
-        .map(deploy::reload_commands)
-        .transpose()?;
+    let reload = h.deploy_reload.as_deref().map(reload_commands).transpose()?;
     let server_override = match (&g.server, g.staging) {
         (None, false) => None,
         _ => Some(g.server_url()),
@@ -69,8 +68,45 @@ pub fn pass_options(g: &GlobalArgs, h: &RenewHookArgs, jobs: u16, dry_run: bool)
         ca_bundle: g.ca_bundle(),
         account_override: g.account.clone(),
         stop: Arc::new(AtomicBool::new(false)),
-        verbose: !g.quiet,
+        clock: Arc::new(SystemClock),
+        events: Arc::new(RenewalLines { verbose: !g.quiet }),
     })
+}
+
+/// A renewal pass's events as stderr lines: one per renewal as it starts and ends (not with
+/// --quiet), and every failure with its hints.
+struct RenewalLines {
+    verbose: bool,
+}
+
+impl EventSink for RenewalLines {
+    fn event(&self, e: &Event<'_>) {
+        match e {
+            Event::Renewing { name, reason } if self.verbose => {
+                eprintln!("certfleet: renewing {name}: {reason}");
+            }
+            Event::Renewed {
+                name,
+                version,
+                not_after,
+            } if self.verbose => {
+                eprintln!(
+                    "certfleet: renewed {name} (version {version}, expires {})",
+                    fmt_time(*not_after)
+                );
+            }
+            Event::RenewalFailed { name, error } => {
+                eprintln!("certfleet: renewing {name} failed: {}", error.message());
+            }
+            _ => {}
+        }
+    }
+}
+
+/// `2025-05-01 12:00:00 UTC`.
+pub fn fmt_time(t: OffsetDateTime) -> String {
+    let fmt = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
+    t.to_offset(time::UtcOffset::UTC).format(&fmt).unwrap_or_default()
 }
 
 /// 11 if a certificate is expired or will be before its next retry, else 10 if a renewal
@@ -189,8 +225,14 @@ fn write_summary(out: &mut impl Write, r: &PassReport, dry_run: bool) -> std::io
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::renewer::LineageReport;
+    use certfleet_engine::renewal::LineageReport;
     use time::Duration;
+
+    #[test]
+    fn time_format() {
+        let t = time::macros::datetime!(2025-05-01 12:03:04 UTC);
+        assert_eq!(fmt_time(t), "2025-05-01 12:03:04 UTC");
+    }
 
     fn lin(outcome: Outcome, not_after: OffsetDateTime) -> LineageReport {
         LineageReport {

@@ -75,7 +75,15 @@ pub async fn revoke(g: &GlobalArgs, a: &RevokeArgs) -> Result<ProcessExit> {
                 .map_err(CliError::acme)?;
         }
         None => {
-            let acct = account::obtain(g, &store, &client, false, &progress).await?;
+            let acct = certfleet_engine::account::obtain(
+                &account::options(g),
+                &store,
+                &client,
+                false,
+                &progress,
+                &certfleet_core::SystemClock,
+            )
+            .await?;
             acct.revoke(&info.der, reason).await.map_err(CliError::acme)?;
         }
     }

@@ -80,6 +80,13 @@ impl CloudflareConfig {
     }
 }
 
+/// The [`super::registry`] entry's constructor: certbot's credentials ini to a provider.
+pub fn build(credentials: &Path) -> Result<std::sync::Arc<dyn DnsProvider>, DnsError> {
+    Ok(std::sync::Arc::new(Cloudflare::new(
+        CloudflareConfig::from_certbot_ini(credentials)?,
+    )?))
+}
+
 /// The common envelope of every API answer.
 #[derive(Debug, Deserialize)]
 struct Envelope<T> {

@@ -5,6 +5,8 @@
 //! - [`provider`]: the [`DnsProvider`] trait and [`TxtRecord`]; one file per provider:
 //!   [`rfc2136`] (dynamic update + TSIG), [`cloudflare`], [`exec`] (certbot's manual hooks),
 //!   [`manual`] (print and wait for Enter);
+//! - [`registry`]: every provider chosen by name, with certbot's names for its flags and
+//!   renewal-conf keys;
 //! - [`lookup`]: a tiny stub resolver (CNAME following, zone apex by SOA, NS addresses);
 //! - [`propagation`]: poll each authoritative server until it answers the expected values;
 //! - [`state`]: remember what was presented, so a crashed run's records are removed next time;
@@ -24,6 +26,7 @@ pub mod lookup;
 pub mod manual;
 pub mod propagation;
 pub mod provider;
+pub mod registry;
 pub mod rfc2136;
 pub mod solver;
 pub mod state;
@@ -31,6 +34,7 @@ mod wire;
 
 pub use credentials::Secret;
 pub use provider::{DnsProvider, TxtRecord};
+pub use registry::{PROVIDERS, Registration};
 pub use solver::{Dns01Config, Dns01Solver, ProviderConfig, txt_value};
 pub use wire::TsigAlgorithm;
 

@@ -94,6 +94,13 @@ impl Rfc2136Config {
     }
 }
 
+/// The [`super::registry`] entry's constructor: certbot's credentials ini to a provider.
+pub fn build(credentials: &Path) -> Result<std::sync::Arc<dyn DnsProvider>, DnsError> {
+    Ok(std::sync::Arc::new(Rfc2136Provider::new(
+        &Rfc2136Config::from_certbot_ini(credentials)?,
+    )?))
+}
+
 /// Sends signed updates to one primary server.
 #[derive(Debug)]
 pub struct Rfc2136Provider {

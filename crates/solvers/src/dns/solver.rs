@@ -13,12 +13,11 @@ use std::time::Duration;
 
 use certfleet_core::{ChallengeType, Identifier};
 
-use super::cloudflare::{Cloudflare, CloudflareConfig};
 use super::exec::ExecHooks;
 use super::lookup::Resolver;
 use super::manual::Manual;
 use super::propagation::{self, PropagationPolicy};
-use super::rfc2136::{Rfc2136Config, Rfc2136Provider};
+use super::registry::{self, Registration};
 use super::state::StateFile;
 use super::{DnsError, DnsProvider, TxtRecord, norm};
 use crate::{ChallengeTask, Solver, SolverError};
@@ -31,15 +30,18 @@ pub fn txt_value(key_authorization: &str) -> String {
 }
 
 /// Which provider, and its settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProviderConfig {
-    /// `--dns-rfc2136 --dns-rfc2136-credentials FILE` (certbot ini).
-    Rfc2136 { credentials: PathBuf },
-    /// `--dns-cloudflare --dns-cloudflare-credentials FILE`; `api_base` only for tests.
-    Cloudflare {
+    /// `--dns-<name> --dns-<name>-credentials FILE`: a provider of the [`registry`] with its
+    /// certbot credentials ini.
+    ///
+    /// [`registry`]: super::registry
+    Registered {
+        provider: &'static Registration,
         credentials: PathBuf,
-        api_base: Option<String>,
     },
+    /// Shorthand for `Registered` with the rfc2136 provider (the first API, kept for callers).
+    Rfc2136 { credentials: PathBuf },
     /// `--manual --manual-auth-hook CMD [--manual-cleanup-hook CMD]`.
     Hooks {
         auth_hook: String,
@@ -64,6 +66,23 @@ pub struct Dns01Config {
     pub check_propagation: bool,
     /// Where the pending-records file lives (e.g. certbot's work dir); None: no crash recovery.
     pub state_dir: Option<PathBuf>,
+}
+
+impl ProviderConfig {
+    /// The registered provider and its credentials file, for the variants that have one.
+    pub fn registered(&self) -> Option<(&'static Registration, &std::path::Path)> {
+        match self {
+            ProviderConfig::Registered {
+                provider,
+                credentials,
+            } => Some((provider, credentials)),
+            ProviderConfig::Rfc2136 { credentials } => Some((
+                registry::by_name("rfc2136").expect("rfc2136 is registered"),
+                credentials,
+            )),
+            ProviderConfig::Hooks { .. } | ProviderConfig::Manual => None,
+        }
+    }
 }
 
 impl Dns01Config {
@@ -105,18 +124,9 @@ impl Dns01Solver {
     /// Build the provider named in `cfg` (reading and checking its credentials file).
     pub fn from_config(cfg: &Dns01Config) -> Result<Self, DnsError> {
         let provider: Arc<dyn DnsProvider> = match &cfg.provider {
-            ProviderConfig::Rfc2136 { credentials } => Arc::new(Rfc2136Provider::new(
-                &Rfc2136Config::from_certbot_ini(credentials)?,
-            )?),
-            ProviderConfig::Cloudflare {
-                credentials,
-                api_base,
-            } => {
-                let mut c = CloudflareConfig::from_certbot_ini(credentials)?;
-                if let Some(b) = api_base {
-                    c.api_base = b.clone();
-                }
-                Arc::new(Cloudflare::new(c)?)
+            ProviderConfig::Registered { .. } | ProviderConfig::Rfc2136 { .. } => {
+                let (provider, credentials) = cfg.provider.registered().expect("a registered provider");
+                (provider.build)(credentials)?
             }
             ProviderConfig::Hooks {
                 auth_hook,

@@ -1,0 +1,128 @@
+//! One renewal of one lineage: rebuild its authenticator and key settings from its renewal
+//! conf, issue (with ARI's `replaces` when the CA has ARI), save the new version.
+
+use std::time::Duration;
+
+use certfleet_acme::Account;
+use certfleet_core::{CertInfo, Identifier};
+use certfleet_store::CertFiles;
+
+use super::jobs::Shared;
+use super::load::Loaded;
+use super::sweep::sweep_temp_files;
+use crate::EngineError;
+use crate::authenticator::{AuthSpec, SolverContext};
+use crate::issue::{self, IssueRequest, KeySource};
+use crate::lineage::{lineage_key, wanted_key_spec};
+
+/// How long each wait on the CA may take during a renewal.
+const TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Issue and save one renewal: the new version and its certificate; `None` for a dry run.
+pub(super) async fn attempt(
+    shared: &Shared,
+    l: &Loaded,
+    acct: &Account,
+) -> Result<Option<(u32, CertInfo)>, EngineError> {
+    let lin = &l.lineage;
+    let ids: Vec<Identifier> = l
+        .names
+        .iter()
+        .map(|n| {
+            if n.parse::<std::net::IpAddr>().is_ok() {
+                Identifier::ip(n)
+            } else {
+                Identifier::dns(n)
+            }
+        })
+        .collect::<Result<_, _>>()
+        .map_err(|e| EngineError::config(format!("{}: {e}", lin.name)))?;
+    let auth = AuthSpec::from_conf(&lin.conf, &ids)?;
+    let key = if lin.conf.reuse_key() {
+        KeySource::Reuse(lineage_key(lin)?)
+    } else {
+        KeySource::Generate(wanted_key_spec(lin, &l.info)?)
+    };
+    let has_ari = acct.client().directory().renewal_info.is_some();
+    // Never in a dry run: `replaces` tells the CA the old certificate is done with.
+    let replaces = match (&l.info.authority_key_id, has_ari && !shared.dry_run) {
+        (Some(aki), true) => Some(certfleet_acme::cert_id(aki, &l.info.serial)),
+        _ => None,
+    };
+    if let Some(id) = &replaces {
+        tracing::info!("{}: new order replaces={id} (ARI)", lin.name);
+    }
+    // Standalone lineages on one port take turns.
+    let _port = match &auth {
+        AuthSpec::Standalone { address, port } => {
+            let lock = shared.standalone_ports.get(&format!("{address}:{port}")).cloned();
+            match lock {
+                Some(m) => Some(m.lock_owned().await),
+                None => None,
+            }
+        }
+        _ => None,
+    };
+    let solver = auth
+        .solver(&SolverContext {
+            work_dir: shared.store.dirs().work_dir.clone(),
+        })
+        .await?;
+    solver.preflight(&ids).await?;
+    let req = IssueRequest {
+        identifiers: ids.clone(),
+        key,
+        preferred_profile: lin.conf.param_str("preferred_profile").map(str::to_string),
+        required_profile: lin.conf.param_str("required_profile").map(str::to_string),
+        preferred_chain: lin.conf.preferred_chain().map(str::to_string),
+        replaces: replaces.clone(),
+        timeout: TIMEOUT,
+    };
+    let events = shared.events.as_ref();
+    let issued = match issue::issue(acct, solver.as_ref(), req.clone(), events).await {
+        Ok(i) => i,
+        // A CA that already saw this certificate replaced (an earlier run crashed after the
+        // order) refuses `replaces`; the renewal itself is still wanted.
+        Err(e) if replaces.is_some() && e.is_already_replaced() => {
+            tracing::warn!(
+                "{}: the CA refused `replaces` ({}); ordering without it",
+                lin.name,
+                e.message()
+            );
+            let req = IssueRequest {
+                replaces: None,
+                ..req
+            };
+            issue::issue(acct, solver.as_ref(), req, events).await?
+        }
+        Err(e) => return Err(e),
+    };
+    if shared.dry_run {
+        return Ok(None);
+    }
+    let key_pem = issued.key.as_ref().expect("lineages always have a key").to_pem();
+    let files = CertFiles::new(issued.cert_pem.clone(), issued.chain_pem.clone(), key_pem);
+    let store = shared.store.clone();
+    let name = lin.name.clone();
+    let conf = lin.conf.clone();
+    let saved = tokio::task::spawn_blocking(move || store.save_version(&name, &files, &conf))
+        .await
+        .map_err(|source| EngineError::SaveTask {
+            name: lin.name.clone(),
+            source,
+        })??;
+    // Orphans of a run that was killed mid-write (we hold the store lock, so nobody else is
+    // writing here now).
+    sweep_temp_files(&lin.archive_dir);
+    sweep_temp_files(&shared.store.live_dir(&lin.name));
+    for dir in [shared.store.live_dir(&lin.name).parent(), lin.conf_path.parent()]
+        .into_iter()
+        .flatten()
+    {
+        sweep_temp_files(dir);
+    }
+    if let Some(s) = &shared.states {
+        sweep_temp_files(s.dir());
+    }
+    Ok(Some((saved.version, issued.info)))
+}

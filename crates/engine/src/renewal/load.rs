@@ -1,0 +1,129 @@
+//! Step 1 of a pass: read every lineage (conf, links, certificate, failure memory) in a few
+//! threads, without network. A lineage whose CA is known to have no ARI is decided here, so
+//! a large tree with nothing due keeps only small reports in memory.
+
+use std::path::PathBuf;
+
+use certfleet_core::CertInfo;
+use certfleet_renew::{CertFacts, Decision, LineageState, StateStore};
+use certfleet_store::{Lineage, Store};
+
+use super::{LineageReport, PassOptions, decide_one, waiting};
+use crate::account::LE_PRODUCTION;
+use crate::lineage::key_mismatch;
+
+/// A lineage with everything a decision and a renewal need.
+pub(super) struct Loaded {
+    pub lineage: Lineage,
+    pub info: CertInfo,
+    pub names: Vec<String>,
+    pub state: LineageState,
+    pub facts: CertFacts,
+    pub server: String,
+    pub ca_bundle: Option<PathBuf>,
+}
+
+pub(super) enum Load {
+    /// Needs the network (ARI, or due): everything kept.
+    Full(Box<Loaded>),
+    /// Decided without network and not due: only the report.
+    Settled(LineageReport, Decision),
+    Broken(String),
+}
+
+/// Load `names`, in order; `no_ari` says whether a server is known to have no ARI.
+pub(super) fn load_all(
+    store: &Store,
+    states: Option<&StateStore>,
+    names: &[String],
+    opts: &PassOptions,
+    no_ari: &(dyn Fn(&str) -> bool + Sync),
+) -> Vec<Load> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(1, 8)
+        .min(names.len().div_ceil(64).max(1));
+    let one = |n: &String| settle(load_one(store, states, n, opts), opts, no_ari);
+    if threads <= 1 {
+        return names.iter().map(one).collect();
+    }
+    let chunk = names.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = names
+            .chunks(chunk)
+            .map(|part| s.spawn(move || part.iter().map(one).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("loader thread"))
+            .collect()
+    })
+}
+
+fn settle(r: Result<Loaded, String>, opts: &PassOptions, no_ari: &dyn Fn(&str) -> bool) -> Load {
+    let l = match r {
+        Ok(l) => l,
+        Err(e) => return Load::Broken(e),
+    };
+    if no_ari(&l.server)
+        && let Ok(d) = decide_one(&l, opts)
+        && let Some(outcome) = waiting(&d)
+    {
+        return Load::Settled(LineageReport::new(&l, outcome), d);
+    }
+    Load::Full(Box::new(l))
+}
+
+fn load_one(
+    store: &Store,
+    states: Option<&StateStore>,
+    name: &str,
+    opts: &PassOptions,
+) -> Result<Loaded, String> {
+    let lineage = store.load_lineage(name).map_err(|e| e.to_string())?;
+    // Version agreement only (no syscalls); reading the certificate below proves its link,
+    // and a renewal writes a fresh set anyway.
+    if lineage.version().is_none() {
+        return Err(format!(
+            "{}: the live links are missing or point at different versions; run `certfleet update_symlinks`",
+            lineage
+                .live_path(certfleet_store::Kind::Cert)
+                .parent()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        ));
+    }
+    let info = lineage.cert_info().map_err(|e| e.to_string())?;
+    let names = certfleet_store::lineage::certbot_names(&info);
+    let state = match states {
+        Some(s) => s.load(name).unwrap_or_else(|e| {
+            tracing::warn!("{e}");
+            LineageState::new(name)
+        }),
+        None => LineageState::new(name),
+    };
+    let mut facts = CertFacts::from_cert(&info);
+    if let Some(why) = key_mismatch(&lineage, &info) {
+        facts = facts.with_mismatch(why);
+    }
+    let server = opts
+        .server_override
+        .clone()
+        .or_else(|| lineage.conf.server().map(str::to_string))
+        .unwrap_or_else(|| LE_PRODUCTION.to_string());
+    let ca_bundle = lineage
+        .conf
+        .param_str("ca_bundle")
+        .map(PathBuf::from)
+        .or_else(|| opts.ca_bundle.clone());
+    Ok(Loaded {
+        lineage,
+        info,
+        names,
+        state,
+        facts,
+        server,
+        ca_bundle,
+    })
+}
