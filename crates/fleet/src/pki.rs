@@ -181,6 +181,14 @@ fn random_serial() -> SerialNumber {
     SerialNumber::from_slice(&bytes)
 }
 
+/// 8 random hex digits that tell apart the certificates of two fleet servers (and keep a
+/// verifier from mistaking one for the other's issuer just because the names match).
+fn random_suffix() -> String {
+    let mut bytes = [0u8; 4];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
 /// A CSR whose signature verified, reduced to the only thing the CA takes from it: the key.
 struct VerifiedCsr {
     spki_der: Vec<u8>,
@@ -258,21 +266,19 @@ impl fmt::Debug for InternalCa {
 }
 
 impl InternalCa {
-    /// A new CA with a fresh key. Its name carries a random suffix so the CAs of two fleet
-    /// servers are told apart in any certificate dump.
+    /// A new CA with a fresh key; its name carries a random suffix, so the CAs of two fleet
+    /// servers are told apart.
     pub fn generate(now: OffsetDateTime) -> Result<Self, PkiError> {
         let key = PrivateKey::generate(KeySpec::EcdsaP256).map_err(|e| PkiError::Generate {
             what: "the internal CA key",
             reason: e.to_string(),
         })?;
-        let mut suffix = [0u8; 4];
-        rand::rng().fill_bytes(&mut suffix);
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::OrganizationName, "certfleet");
         dn.push(
             DnType::CommonName,
-            format!("certfleet fleet internal CA {}", hex::encode(suffix)),
+            format!("certfleet fleet internal CA {}", random_suffix()),
         );
         params.distinguished_name = dn;
         // Path length 0: it signs leaf client certificates and nothing that could sign more.
@@ -439,7 +445,10 @@ impl ServerIdentity {
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::OrganizationName, "certfleet");
-        dn.push(DnType::CommonName, "certfleet fleet API");
+        dn.push(
+            DnType::CommonName,
+            format!("certfleet fleet API {}", random_suffix()),
+        );
         params.distinguished_name = dn;
         params.subject_alt_names = sans;
         params.is_ca = IsCa::ExplicitNoCa;
