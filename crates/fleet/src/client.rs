@@ -125,23 +125,20 @@ impl FleetClientBuilder {
     }
 
     pub fn build(self) -> Result<FleetClient, ClientError> {
-        let base = url::Url::parse(self.url.trim()).map_err(|e| ClientError::Url {
-            url: self.url.clone(),
-            reason: e.to_string(),
-        })?;
-        let bad_url = |reason: &str| ClientError::Url {
-            url: self.url.clone(),
+        let bad_url = |reason: &dyn fmt::Display| ClientError::Url {
+            url: redact_url(&self.url),
             reason: reason.to_string(),
         };
+        let base = url::Url::parse(self.url.trim()).map_err(|e| bad_url(&e))?;
         if base.scheme() != "https" {
-            return Err(bad_url("the fleet API is HTTPS only: use https://"));
+            return Err(bad_url(&"the fleet API is HTTPS only: use https://"));
         }
         if base.cannot_be_a_base() || base.host().is_none() {
-            return Err(bad_url("no host"));
+            return Err(bad_url(&"no host"));
         }
         if !base.username().is_empty() || base.password().is_some() {
             return Err(bad_url(
-                "credentials do not go in the URL: use the admin token or the agent's certificate",
+                &"credentials do not go in the URL: use the admin token or the agent's certificate",
             ));
         }
         let tls = self.tls_config()?;
@@ -216,6 +213,24 @@ impl FleetClientBuilder {
         };
         config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
         Ok(config)
+    }
+}
+
+/// `url` without its user and password, for messages.
+fn redact_url(url: &str) -> String {
+    match url::Url::parse(url.trim()) {
+        Ok(mut parsed) => {
+            if parsed.password().is_some() || !parsed.username().is_empty() {
+                let _ = parsed.set_username("");
+                let _ = parsed.set_password(None);
+            }
+            parsed.to_string()
+        }
+        // Unparsable: keep the scheme and what follows the last `@`.
+        Err(_) => match (url.find("://"), url.rfind('@')) {
+            (Some(start), Some(at)) if at > start => format!("{}***{}", &url[..start + 3], &url[at..]),
+            _ => url.to_string(),
+        },
     }
 }
 
@@ -494,5 +509,17 @@ fn innermost_cause(e: &(dyn std::error::Error + 'static)) -> String {
     match last.downcast_ref::<std::io::Error>() {
         Some(io) if io.raw_os_error().is_some() => io.kind().to_string(),
         _ => last.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_in_messages_lose_their_credentials() {
+        assert_eq!(redact_url("https://u:p@fleet:1/x"), "https://fleet:1/x");
+        assert_eq!(redact_url("https://u:p@[bad"), "https://***@[bad");
+        assert_eq!(redact_url("https://fleet:8443"), "https://fleet:8443/");
     }
 }
