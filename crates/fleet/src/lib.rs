@@ -11,5 +11,6 @@
 pub mod client;
 pub mod pki;
 pub mod proto;
+pub mod secretbox;
 pub mod tls;
 pub mod token;
