@@ -191,6 +191,20 @@ re-reads the lineage list at once; SIGTERM or SIGINT exits after the renewals in
     /// Install the systemd units (certfleet-renew.timer twice daily, or the certfleet.service daemon).
     #[command(name = "install-timer")]
     InstallTimer(InstallTimerArgs),
+    /// Fleet mode: run the central server (database, API, renewals, http-01 responder).
+    #[command(
+        long_about = "Run the fleet server in the foreground: it holds every certificate in a database \
+(SQLite in --data-dir by default, PostgreSQL with --database-url), renews them centrally, answers http-01 \
+challenges on --http-01-listen (or solves dns-01 with a provider), and serves the HTTPS API that agents \
+and `certfleet fleet` talk to.\n\nOn first start it makes DATA_DIR/api.fingerprint (agents pin it), \
+DATA_DIR/admin.token (0600) and DATA_DIR/custody.key (0600, seals server-custody keys).\n\n\
+EXAMPLE:\n  certfleet serve --data-dir /var/lib/certfleet --http-01-listen 127.0.0.1:8402 -m admin@example.com --agree-tos"
+    )]
+    Serve(Box<crate::fleet_args::ServeArgs>),
+    /// Fleet mode: the agent on each host (enroll, run, fetch).
+    Agent(crate::fleet_args::AgentArgs),
+    /// Fleet mode: the admin's commands (hosts, certificates, assignments).
+    Fleet(crate::fleet_args::FleetArgs),
 }
 
 #[derive(Debug, Args)]

@@ -10,9 +10,16 @@ use clap::CommandFactory;
 use crate::args::Cli;
 use crate::error::CliError;
 
+const FLEET_VERBS: [&str; 3] = ["serve", "agent", "fleet"];
+
 /// Insert the ini's flags right after the verb, for the flags that verb knows.
 pub fn argv_with_defaults(argv: Vec<OsString>) -> Result<Vec<OsString>, CliError> {
     let strs: Vec<String> = argv.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    // Fleet mode is not certbot's: its verbs take no defaults from cli.ini, and `agent run`'s
+    // `--config` is the agent's own TOML file.
+    if strs.iter().skip(1).find(|a| !a.starts_with('-')).is_some_and(|v| FLEET_VERBS.contains(&v.as_str())) {
+        return Ok(argv);
+    }
     let explicit = flag_value(&strs, &["-c", "--config"]);
     let path = match &explicit {
         Some(p) => PathBuf::from(p),

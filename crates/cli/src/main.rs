@@ -8,6 +8,7 @@ mod authenticator;
 mod cli_ini;
 mod deploy;
 mod error;
+mod fleet_args;
 mod progress;
 mod verbs;
 
@@ -63,6 +64,9 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<std::process::ExitC
         Command::Reconfigure(args) => verbs::reconfigure::reconfigure(g, &args),
         Command::UpdateSymlinks(args) => verbs::reconfigure::update_symlinks(g, &args),
         Command::InstallTimer(args) => verbs::timer::install(g, &args),
+        Command::Serve(args) => verbs::serve::run(g, &args).await,
+        Command::Agent(args) => verbs::agent::run(g, &args).await,
+        Command::Fleet(args) => verbs::fleet::run(&args).await,
     }
 }
 

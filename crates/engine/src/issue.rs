@@ -50,6 +50,28 @@ pub struct Issued {
     pub info: CertInfo,
 }
 
+/// [`issue`] for a renewal that names the certificate it `replaces` (ARI, RFC 9773): a CA that
+/// already saw that certificate replaced (an earlier attempt crashed after its order) refuses
+/// `replaces`, but the renewal itself is still wanted, so order again without it.
+pub async fn issue_replacing(
+    account: &Account,
+    solver: &dyn Solver,
+    req: IssueRequest,
+    events: &dyn EventSink,
+) -> Result<Issued, EngineError> {
+    match issue(account, solver, req.clone(), events).await {
+        Err(e) if req.replaces.is_some() && e.is_already_replaced() => {
+            tracing::warn!(
+                "the CA refused `replaces` ({}); ordering without it",
+                e.message()
+            );
+            let req = IssueRequest { replaces: None, ..req };
+            issue(account, solver, req, events).await
+        }
+        other => other,
+    }
+}
+
 /// Callers run `solver.preflight` first, before any account or lock work, so a bad setup
 /// fails without a request to the CA.
 pub async fn issue(

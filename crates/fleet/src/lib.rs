@@ -9,8 +9,10 @@
 //! cannot make a host write outside its configured paths or run anything.
 
 pub mod client;
+pub mod db;
 pub mod pki;
 pub mod proto;
 pub mod secretbox;
 pub mod tls;
 pub mod token;
+pub mod server;

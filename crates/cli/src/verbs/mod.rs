@@ -6,3 +6,6 @@ pub mod reconfigure;
 pub mod renew;
 pub mod revoke;
 pub mod timer;
+pub mod agent;
+pub mod fleet;
+pub mod serve;

@@ -79,24 +79,7 @@ pub(super) async fn attempt(
         timeout: TIMEOUT,
     };
     let events = shared.events.as_ref();
-    let issued = match issue::issue(acct, solver.as_ref(), req.clone(), events).await {
-        Ok(i) => i,
-        // A CA that already saw this certificate replaced (an earlier run crashed after the
-        // order) refuses `replaces`; the renewal itself is still wanted.
-        Err(e) if replaces.is_some() && e.is_already_replaced() => {
-            tracing::warn!(
-                "{}: the CA refused `replaces` ({}); ordering without it",
-                lin.name,
-                e.message()
-            );
-            let req = IssueRequest {
-                replaces: None,
-                ..req
-            };
-            issue::issue(acct, solver.as_ref(), req, events).await?
-        }
-        Err(e) => return Err(e),
-    };
+    let issued = issue::issue_replacing(acct, solver.as_ref(), req, events).await?;
     if shared.dry_run {
         return Ok(None);
     }

@@ -1,0 +1,275 @@
+//! `certfleet serve`: the database, the HTTPS API ([`api::app`]), the http-01 responder
+//! ([`http01::responder`]) and the renewal loop ([`renewal::RenewalLoop`]) in one process.
+//!
+//! First start in a data dir makes what the server needs and tells the operator where it is:
+//! the API's self-signed certificate and its fingerprint (`api.fingerprint`), the admin token
+//! (`admin.token`, 0600; only its hash is stored), the internal CA that issues agents' client
+//! certificates (kept in the database, so every node of a shared PostgreSQL has the same one),
+//! and the key file that seals server-custody private keys (`custody.key`, 0600).
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod http01;
+pub mod renewal;
+pub mod state;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use certfleet_core::Clock;
+use tokio::net::TcpListener;
+
+use crate::db::{DbError, FleetDb};
+use crate::pki::{InternalCa, PkiError, ServerIdentity};
+use crate::secretbox::{SecretBox, SecretBoxError};
+pub use renewal::AcmeSettings;
+pub use state::AppState;
+
+pub const DB_FILE: &str = "fleet.db";
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+pub const CUSTODY_KEY_FILE: &str = "custody.key";
+pub const API_URL_FILE: &str = "api.url";
+const CA_CERT_SETTING: &str = "internal-ca-cert";
+const CA_KEY_SETTING: &str = "internal-ca-key";
+const ADMIN_TOKEN_SETTING: &str = "admin-token-created";
+
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub data_dir: PathBuf,
+    /// `postgres://...`; `None`: SQLite in `data_dir/fleet.db`.
+    pub database_url: Option<String>,
+    pub listen: SocketAddr,
+    pub http01_listen: Option<SocketAddr>,
+    pub public_url: Option<String>,
+    pub tls_files: Option<(PathBuf, PathBuf)>,
+    pub api_names: Vec<String>,
+    pub custody_key_file: Option<PathBuf>,
+    pub jobs: usize,
+    pub acme: AcmeSettings,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    #[error(transparent)]
+    SecretBox(#[from] SecretBoxError),
+    #[error("cannot listen on {addr} ({what}): {source}; is another server running there? choose another with {flag}")]
+    Listen {
+        what: &'static str,
+        flag: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What the first start made, for the operator.
+#[derive(Debug)]
+pub struct Started {
+    pub api_url: String,
+    pub fingerprint: String,
+    pub admin_token_file: Option<PathBuf>,
+    pub http01: Option<SocketAddr>,
+    pub database: String,
+}
+
+/// Open everything, bind the listeners, then serve until `shutdown`. `on_started` is told the
+/// bound addresses (tests bind port 0).
+pub async fn run(
+    cfg: ServeConfig,
+    clock: Arc<dyn Clock>,
+    on_started: impl FnOnce(&Started),
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let dir = &cfg.data_dir;
+    create_private_dir(dir)?;
+    let target = cfg
+        .database_url
+        .clone()
+        .unwrap_or_else(|| dir.join(DB_FILE).to_string_lossy().into_owned());
+    let db = FleetDb::open(&target).await?;
+    let now = clock.now();
+
+    let identity = match &cfg.tls_files {
+        Some((cert, key)) => ServerIdentity::from_files(cert, key)?,
+        None => ServerIdentity::load_or_create(dir, &cfg.api_names, now)?.0,
+    };
+    let fingerprint = identity.fingerprint();
+    let ca = internal_ca(&db, clock.as_ref()).await?;
+    let admin_token_file = first_admin_token(&db, dir, now.unix_timestamp()).await?;
+    let custody_path = cfg.custody_key_file.clone().unwrap_or_else(|| dir.join(CUSTODY_KEY_FILE));
+    let secretbox = if custody_path.exists() {
+        SecretBox::from_key_file(&custody_path)?
+    } else {
+        crate::secretbox::generate_key_file(&custody_path)?
+    };
+
+    let api_listener = TcpListener::bind(cfg.listen).await.map_err(|source| ServeError::Listen {
+        what: "API",
+        flag: "--listen",
+        addr: cfg.listen,
+        source,
+    })?;
+    let api_addr = api_listener.local_addr().map_err(|source| ServeError::Listen {
+        what: "API",
+        flag: "--listen",
+        addr: cfg.listen,
+        source,
+    })?;
+    let http01 = match cfg.http01_listen {
+        Some(addr) => Some(TcpListener::bind(addr).await.map_err(|source| ServeError::Listen {
+            what: "http-01 responder",
+            flag: "--http-01-listen",
+            addr,
+            source,
+        })?),
+        None => None,
+    };
+    let http01_addr = http01.as_ref().and_then(|l| l.local_addr().ok());
+    let public_url = cfg.public_url.clone().unwrap_or_else(|| format!("https://{api_addr}"));
+    // `certfleet fleet --data-dir DIR` on this machine finds the API here.
+    std::fs::write(dir.join(API_URL_FILE), format!("{public_url}\n")).map_err(|source| ServeError::Io {
+        what: "cannot write",
+        path: dir.join(API_URL_FILE),
+        source,
+    })?;
+
+    let state = AppState {
+        db: db.clone(),
+        clock: clock.clone(),
+        ca: Arc::new(ca),
+        secretbox: Arc::new(secretbox),
+        public_url: public_url.clone(),
+        fingerprint: fingerprint.clone(),
+        limiter: Arc::default(),
+        wake: Arc::default(),
+        http01_enabled: http01.is_some(),
+    };
+    on_started(&Started {
+        api_url: public_url,
+        fingerprint,
+        admin_token_file,
+        http01: http01_addr,
+        database: db.target().to_string(),
+    });
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let node = format!(
+        "{}:{}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "node".into()),
+        std::process::id()
+    );
+    let renewals = Arc::new(renewal::RenewalLoop::new(
+        state.clone(),
+        cfg.acme.clone(),
+        node,
+        cfg.jobs,
+        dir.join("dns-pending"),
+    ));
+    let renew_task = tokio::spawn(renewals.run(stop_rx.clone()));
+    let http01_task = http01.map(|listener| {
+        let app = http01::responder(db.clone(), clock.clone());
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let graceful = async move {
+                let _ = stop.changed().await;
+            };
+            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(graceful).await {
+                tracing::error!("http-01 responder: {e}");
+            }
+        })
+    });
+    let tls = crate::tls::server_config(&identity, &state.ca)?;
+    let mut stop_api = stop_rx.clone();
+    let api_task = tokio::spawn(crate::tls::serve_tls(api_listener, tls, api::app(state), async move {
+        let _ = stop_api.changed().await;
+    }));
+
+    shutdown.await;
+    tracing::info!("shutting down: finishing renewals in flight");
+    let _ = stop_tx.send(true);
+    let _ = api_task.await;
+    if let Some(t) = http01_task {
+        let _ = t.await;
+    }
+    let _ = renew_task.await;
+    db.close().await;
+    Ok(())
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), ServeError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| ServeError::Io {
+            what: "cannot create the data directory",
+            path: dir.to_path_buf(),
+            source,
+        })
+}
+
+/// The internal CA, from the database (made and stored on the very first start).
+async fn internal_ca(db: &FleetDb, clock: &dyn Clock) -> Result<InternalCa, ServeError> {
+    let now = clock.now();
+    if let (Some(cert), Some(key)) = (db.setting(CA_CERT_SETTING).await?, db.setting(CA_KEY_SETTING).await?) {
+        return Ok(InternalCa::from_pem(&cert, &key)?);
+    }
+    let ca = InternalCa::generate(now)?;
+    db.put_setting(CA_CERT_SETTING, ca.cert_pem(), now.unix_timestamp()).await?;
+    db.put_setting(CA_KEY_SETTING, &ca.key_pem(), now.unix_timestamp()).await?;
+    Ok(ca)
+}
+
+/// On the database's first start, make the admin token and write it to `DIR/admin.token`
+/// (0600). Later starts (and other nodes) leave it alone. Returns the file when made now.
+async fn first_admin_token(db: &FleetDb, dir: &Path, now: i64) -> Result<Option<PathBuf>, ServeError> {
+    if db.setting(ADMIN_TOKEN_SETTING).await?.is_some() {
+        return Ok(None);
+    }
+    let token = crate::token::new_admin_token();
+    let path = dir.join(ADMIN_TOKEN_FILE);
+    write_private(&path, &format!("{token}\n"))?;
+    db.put_admin_token(&crate::token::hash_secret(&token), "initial", now).await?;
+    db.put_setting(ADMIN_TOKEN_SETTING, &now.to_string(), now).await?;
+    Ok(Some(path))
+}
+
+/// Write a secret file: created 0600 whatever the umask, complete or not at all.
+pub fn write_private(path: &Path, text: &str) -> Result<(), ServeError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |source| ServeError::Io {
+        what: "cannot write",
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("secret"),
+        std::process::id()
+    ));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io)?;
+    f.write_all(text.as_bytes()).and_then(|_| f.sync_all()).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
