@@ -8,5 +8,9 @@
 //! agent's local config is the only source of paths and commands, so a compromised server
 //! cannot make a host write outside its configured paths or run anything.
 
+pub mod client;
+pub mod pki;
 pub mod proto;
+pub mod secretbox;
+pub mod tls;
 pub mod token;
