@@ -190,16 +190,14 @@ impl std::str::FromStr for Endpoint {
         let (host, port) = if let Some(rest) = s.strip_prefix('[') {
             let (h, p) = rest
                 .split_once("]:")
-                .ok_or("an IPv6 endpoint is written [ADDRESS]:PORT, e.g. \"[::1]:443\"")?;
+                .ok_or("an IPv6 address in brackets must be followed by :PORT")?;
             h.parse::<std::net::Ipv6Addr>()
                 .map_err(|_| format!("`{h}` is not an IPv6 address"))?;
             (h, p)
         } else {
-            let (h, p) = s
-                .rsplit_once(':')
-                .ok_or("it has no port; write HOST:PORT, e.g. \"127.0.0.1:443\"")?;
+            let (h, p) = s.rsplit_once(':').ok_or("it has no port")?;
             if h.contains(':') {
-                return Err("write an IPv6 address in brackets, e.g. \"[::1]:443\"".into());
+                return Err("an IPv6 address needs brackets".into());
             }
             let dns_ok = !h.is_empty()
                 && h.len() <= 253
@@ -483,25 +481,13 @@ fn install_rule(
         }
     });
 
-    let mode = r.mode.as_ref().and_then(|m| {
-        let source = c.text.get(m.span()).unwrap_or_default().to_string();
-        c.check(m, |v| parse_mode(v, &source))
-    });
     let writes_key = FileKind::ALL
         .iter()
         .any(|k| k.holds_key() && r.target(*k).is_some());
-    if let (Some(m), Some(raw)) = (mode, &r.mode)
-        && writes_key
-        && m & 0o007 != 0
-    {
-        c.issue(
-            raw.span(),
-            format!(
-                "mode {m:04o} lets every user of this host read the private key this rule writes; \
-                 use \"0600\", or \"0640\" with `group` for a service's group"
-            ),
-        );
-    }
+    let mode = r.mode.as_ref().and_then(|m| {
+        let source = c.text.get(m.span()).unwrap_or_default().to_string();
+        c.check(m, |v| parse_mode(v, &source, writes_key))
+    });
 
     let mut files = Vec::new();
     for kind in FileKind::ALL {
@@ -556,7 +542,7 @@ fn install_rule(
         (Some(p), None) => {
             c.issue(
                 p.span(),
-                "pkcs12 needs a password: add pkcs12_password_file = \"/etc/...\" naming a file \
+                "pkcs12 needs a password; add pkcs12_password_file = \"/etc/...\" naming a file \
                  (mode 0600) whose first line is the password",
             );
             None
@@ -651,8 +637,9 @@ fn verify_spec(c: &mut Checker<'_>, r: &RawInstall) -> Option<VerifySpec> {
         return None;
     };
     let endpoint = c.check(v, |s| {
-        s.parse::<Endpoint>()
-            .map_err(|e| format!("verify `{s}` is not HOST:PORT: {e}"))
+        s.parse::<Endpoint>().map_err(|e| {
+            format!("verify `{s}` is not HOST:PORT ({e}); write it like \"127.0.0.1:443\" or \"[::1]:443\"")
+        })
     });
     let sni = r.sni.as_ref().and_then(|s| {
         c.check(s, |s| {
@@ -736,8 +723,8 @@ fn absolute_path(s: &str, key: &str) -> Result<PathBuf, String> {
 }
 
 /// `"0640"`, `"640"` or TOML's octal `0o640` (`source` is the value as written, to tell an
-/// octal integer from a decimal one).
-fn parse_mode(v: &toml::Value, source: &str) -> Result<u32, String> {
+/// octal integer from a decimal one); a rule writing a private key may not open it to others.
+fn parse_mode(v: &toml::Value, source: &str, writes_key: bool) -> Result<u32, String> {
     let m = match v {
         toml::Value::String(s) => u32::from_str_radix(s.strip_prefix("0o").unwrap_or(s), 8)
             .map_err(|_| format!("mode `{s}` is not an octal mode; write it like \"0640\""))?,
@@ -759,6 +746,12 @@ fn parse_mode(v: &toml::Value, source: &str) -> Result<u32, String> {
     if m > 0o777 {
         return Err(format!(
             "mode {m:o} sets setuid/setgid/sticky bits; use plain permissions such as \"0644\" or \"0600\""
+        ));
+    }
+    if writes_key && m & 0o007 != 0 {
+        return Err(format!(
+            "mode {m:04o} lets every user of this host read the private key this rule writes; \
+             use \"0600\", or \"0640\" with `group` for a service's group"
         ));
     }
     if m & 0o111 != 0 {
@@ -947,10 +940,15 @@ mod tests {
 
     #[test]
     fn modes() {
-        let s = |v: &str| parse_mode(&toml::Value::String(v.into()), "");
+        let s = |v: &str| parse_mode(&toml::Value::String(v.into()), "", false);
         assert_eq!(s("0640").unwrap(), 0o640);
-        assert_eq!(parse_mode(&toml::Value::Integer(0o600), "0o600").unwrap(), 0o600);
-        assert!(parse_mode(&toml::Value::Integer(420), "420").is_err());
+        assert_eq!(s("0644").unwrap(), 0o644);
+        assert!(parse_mode(&toml::Value::String("0644".into()), "", true).is_err());
+        assert_eq!(
+            parse_mode(&toml::Value::Integer(0o600), "0o600", true).unwrap(),
+            0o600
+        );
+        assert!(parse_mode(&toml::Value::Integer(420), "420", false).is_err());
         assert!(s("4644").is_err());
         assert!(s("0755").is_err());
         assert!(s("0200").is_err());
