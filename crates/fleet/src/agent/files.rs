@@ -225,11 +225,13 @@ struct Journal {
     files: Vec<JournalEntry>,
 }
 
-/// New files in place, old ones kept: [`Switched::commit`] or [`Switched::undo`].
+/// New files in place, old ones kept: [`Switched::commit`] or [`Switched::undo`]. Dropped
+/// without either (the install future was cancelled), it undoes the switch.
 #[must_use = "commit or undo the switch"]
 pub(crate) struct Switched {
     journal_path: PathBuf,
     journal: Journal,
+    finished: bool,
 }
 
 /// The journal file of a set of targets: named after their paths, so the same rule always uses
@@ -307,9 +309,10 @@ pub(crate) fn switch(
             jpath.display()
         ));
     }
-    let switched = Switched {
+    let mut switched = Switched {
         journal_path: jpath,
         journal,
+        finished: false,
     };
     // 4. The switch.
     for (i, f) in files.iter().enumerate() {
@@ -317,6 +320,7 @@ pub(crate) fn switch(
             let undo = undo_entries(&switched.journal.files[..i]);
             cleanup_temps();
             let _ = fs::remove_file(&switched.journal_path);
+            switched.finished = true;
             let undo_note = match undo {
                 Ok(()) => "the previous files are back in place".to_string(),
                 Err(u) => format!("putting the previous files back also failed: {u}"),
@@ -371,19 +375,37 @@ fn undo_entries(entries: &[JournalEntry]) -> Result<(), String> {
 
 impl Switched {
     /// The new files stay; the backups stay too, for an operator's manual rollback.
-    pub fn commit(self) {
+    pub fn commit(mut self) {
+        self.finished = true;
         if let Err(e) = fs::remove_file(&self.journal_path) {
             tracing::warn!("removing {}: {e}", self.journal_path.display());
         }
     }
 
-    /// Restores the previous files (and removes files that did not exist before).
-    pub fn undo(self) -> Result<(), String> {
+    /// Restores the previous files (and removes files that did not exist before). When that
+    /// fails the journal stays, so the next start tries again.
+    pub fn undo(mut self) -> Result<(), String> {
+        self.finished = true;
         let r = undo_entries(&self.journal.files);
         if r.is_ok() {
             let _ = fs::remove_file(&self.journal_path);
         }
         r
+    }
+}
+
+impl Drop for Switched {
+    fn drop(&mut self) {
+        if !self.finished {
+            tracing::warn!(
+                "install of {} serial {} interrupted: restoring the previous files",
+                self.journal.certificate,
+                self.journal.serial
+            );
+            if undo_entries(&self.journal.files).is_ok() {
+                let _ = fs::remove_file(&self.journal_path);
+            }
+        }
     }
 }
 
@@ -455,4 +477,106 @@ pub(crate) fn installed_leaf(files: &[TargetFile]) -> Option<CertInfo> {
             let text = fs::read_to_string(&f.path).ok()?;
             CertInfo::from_pem(&text).ok()
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(dir: &Path, name: &str, kind: FileKind) -> TargetFile {
+        TargetFile {
+            kind,
+            path: dir.join(name),
+            mode: if kind.holds_key() { 0o600 } else { 0o644 },
+        }
+    }
+
+    fn rendered<'a>(targets: &'a [TargetFile], tag: &str) -> Vec<Rendered<'a>> {
+        targets
+            .iter()
+            .map(|t| Rendered {
+                target: t,
+                bytes: format!("{tag} {}", t.kind).into_bytes(),
+            })
+            .collect()
+    }
+
+    fn contents(targets: &[TargetFile]) -> Vec<Option<String>> {
+        targets.iter().map(|t| fs::read_to_string(&t.path).ok()).collect()
+    }
+
+    #[test]
+    fn a_crash_mid_switch_is_undone_by_recover() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = dir.path().join("journal");
+        let t = [
+            target(dir.path(), "fullchain.pem", FileKind::Fullchain),
+            target(dir.path(), "key.pem", FileKind::Key),
+            target(dir.path(), "new.p12", FileKind::Pkcs12),
+        ];
+        fs::write(&t[0].path, "old fullchain").unwrap();
+        fs::write(&t[1].path, "old key").unwrap();
+        let before = contents(&t);
+
+        let files = rendered(&t, "new");
+        let s = switch(&journal, "www", "01", &files, None, None).unwrap();
+        assert_eq!(fs::read_to_string(&t[1].path).unwrap(), "new key");
+        assert_eq!(fs::metadata(&t[1].path).unwrap().mode() & 0o777, 0o600);
+        // The process dies: no commit, no undo, no drop.
+        std::mem::forget(s);
+        assert_eq!(fs::read_dir(&journal).unwrap().count(), 1);
+        assert_eq!(recover(&journal).unwrap(), vec!["www".to_string()]);
+        assert_eq!(contents(&t), before, "previous files back, the new p12 removed");
+        assert_eq!(fs::read_dir(&journal).unwrap().count(), 0);
+        assert!(recover(&journal).unwrap().is_empty());
+
+        // Died after the first rename only: the second target is still old and keeps its backup.
+        let s = switch(&journal, "www", "02", &files, None, None).unwrap();
+        std::mem::forget(s);
+        fs::rename(backup_of(&t[1].path), &t[1].path).unwrap();
+        assert_eq!(recover(&journal).unwrap().len(), 1);
+        assert_eq!(contents(&t), before);
+    }
+
+    #[test]
+    fn dropping_an_unfinished_switch_restores_and_commit_keeps() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = dir.path().join("journal");
+        let t = [target(dir.path(), "cert.pem", FileKind::Cert)];
+        fs::write(&t[0].path, "old").unwrap();
+        let files = rendered(&t, "new");
+        drop(switch(&journal, "www", "01", &files, None, None).unwrap());
+        assert_eq!(fs::read_to_string(&t[0].path).unwrap(), "old");
+        switch(&journal, "www", "01", &files, None, None)
+            .unwrap()
+            .commit();
+        assert_eq!(fs::read_to_string(&t[0].path).unwrap(), "new cert");
+        assert_eq!(fs::read_to_string(backup_of(&t[0].path)).unwrap(), "old");
+        assert_eq!(fs::read_dir(&journal).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_missing_directory_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = [
+            target(dir.path(), "cert.pem", FileKind::Cert),
+            target(&dir.path().join("missing"), "key.pem", FileKind::Key),
+        ];
+        fs::write(&t[0].path, "old").unwrap();
+        let files = rendered(&t, "new");
+        let e = switch(&dir.path().join("journal"), "www", "01", &files, None, None)
+            .err()
+            .unwrap();
+        assert!(e.contains("create the directory"), "{e}");
+        assert_eq!(fs::read_to_string(&t[0].path).unwrap(), "old");
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            names,
+            vec![std::ffi::OsString::from("cert.pem")],
+            "no temp or backup left"
+        );
+    }
 }
