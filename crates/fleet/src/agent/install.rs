@@ -350,7 +350,12 @@ impl Agent {
         }
         // The service does not serve what we installed: put everything back.
         let what = self.describe_served(&mut out, spec, &sni, &serial, &served);
-        let (state, note) = undo_note(switched, "the service was reloaded again");
+        let then = if rule.reload.is_some() {
+            "the service was reloaded again"
+        } else {
+            "no reload is configured"
+        };
+        let (state, note) = undo_note(switched, then);
         out.installed_serial = previous;
         let again = if rule.reload.is_some() {
             self.reload_after_undo(rule).await
