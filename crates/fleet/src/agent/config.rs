@@ -563,8 +563,8 @@ fn install_rule(
         (None, None) => None,
     };
 
-    let owner = r.owner.as_ref().and_then(|v| c.check(v, |v| user_id(v)));
-    let group = r.group.as_ref().and_then(|v| c.check(v, |v| group_id(v)));
+    let owner = r.owner.as_ref().and_then(|v| c.check(v, user_id));
+    let group = r.group.as_ref().and_then(|v| c.check(v, group_id));
 
     let config_test_override = r
         .config_test_command

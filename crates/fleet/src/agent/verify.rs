@@ -55,9 +55,14 @@ pub(crate) fn server_name(spec: &VerifySpec, cert_names: &[String]) -> ServerNam
         })
 }
 
-/// Handshakes until the endpoint serves `expected` or `spec.timeout` is over.
-pub(crate) async fn wait_for_leaf(spec: &VerifySpec, sni: &ServerName<'static>, expected: &[u8]) -> Served {
-    let deadline = Instant::now() + spec.timeout;
+/// Handshakes until the endpoint serves `expected` or `budget` is over.
+pub(crate) async fn wait_for_leaf(
+    spec: &VerifySpec,
+    sni: &ServerName<'static>,
+    expected: &[u8],
+    budget: Duration,
+) -> Served {
+    let deadline = Instant::now() + budget;
     let mut pause = FIRST_RETRY;
     let mut last = Served::Unreachable("no attempt".into());
     loop {
@@ -74,7 +79,7 @@ pub(crate) async fn wait_for_leaf(spec: &VerifySpec, sni: &ServerName<'static>, 
             Err(_) => match last {
                 // A timeout after an earlier answer says less than that answer.
                 Served::Other(l) => Served::Other(l),
-                _ => Served::Unreachable(format!("no TLS handshake within {:?}", spec.timeout)),
+                _ => Served::Unreachable(format!("no TLS handshake within {budget:?}")),
             },
         };
         if Instant::now() + pause >= deadline {
