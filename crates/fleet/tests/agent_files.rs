@@ -241,3 +241,55 @@ async fn keys_are_checked_before_anything_is_written() {
     let report = certfleet_fleet::agent::InstallOutcome::combined_report("ftp", &none);
     assert_eq!(report.state, InstallState::NotConfigured);
 }
+
+#[tokio::test]
+async fn failing_commands_put_the_previous_files_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ca = TestCa::new();
+    let key = new_key();
+    let first = ca.deliver("www", &["www.example.test"], &key);
+    let second = ca.deliver("www", &["www.example.test"], &key);
+    let sh = |script: &str| toml_array(&["sh".into(), "-c".into(), script.into()]);
+    let config = |test: &str, reload: &str| {
+        format!(
+            "state_dir = \"{0}/state\"\n[[install]]\ncertificate = \"www\"\ncombined = \"{0}/www.pem\"\n\
+             config_test_command = {test}\nreload_command = {reload}\ncommand_timeout = \"2s\"\n",
+            d.display()
+        )
+    };
+    {
+        let agent = agent(d, &config(&sh("true"), &sh("true")));
+        assert_eq!(
+            agent.install(&first, Some(&key)).await[0].state,
+            InstallState::Installed
+        );
+    }
+    let installed = read(&d.join("www.pem"));
+    let cases = [
+        (
+            config(&sh("echo 'line 7: bad' >&2; exit 1"), &sh("true")),
+            InstallState::ConfigTestFailed,
+            "config test `sh -c echo 'line 7: bad' >&2; exit 1` exited with status 1: line 7: bad; \
+             the previous files are back in place and nothing was reloaded",
+        ),
+        (
+            config(&sh("true"), &sh("echo no such unit >&2; exit 3")),
+            InstallState::Failed,
+            "exited with status 3: no such unit; the previous files are back in place and reloaded again",
+        ),
+        (
+            config(&sh("sleep 10"), &sh("true")),
+            InstallState::ConfigTestFailed,
+            "ran longer than",
+        ),
+    ];
+    for (toml, state, message) in cases {
+        let agent = agent(d, &toml);
+        let o = agent.install(&second, Some(&key)).await.remove(0);
+        assert_eq!(o.state, state, "{o:?}");
+        assert!(o.error.as_deref().unwrap().contains(message), "{o:?}");
+        assert_eq!(o.installed_serial.as_deref(), Some(first.serial.as_str()));
+        assert_eq!(read(&d.join("www.pem")), installed);
+    }
+}

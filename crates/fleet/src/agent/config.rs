@@ -86,13 +86,6 @@ pub struct InstallRule {
     pub verify: Option<VerifySpec>,
 }
 
-impl InstallRule {
-    /// Whether any file of this rule holds the private key.
-    pub fn writes_key(&self) -> bool {
-        self.files.iter().any(|f| f.kind.holds_key())
-    }
-}
-
 /// The formats a certificate can be written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum FileKind {
@@ -833,47 +826,54 @@ fn argv(a: &[String], key: &str) -> Result<Vec<String>, String> {
     Ok(a.to_vec())
 }
 
-fn numeric_id(v: &toml::Value, what: &str) -> Result<Option<u32>, String> {
-    match v {
-        toml::Value::Integer(i) => u32::try_from(*i)
-            .map(Some)
-            .map_err(|_| format!("{what} {i} is not a valid id")),
-        toml::Value::String(s) if !s.is_empty() && s.chars().all(|c| c.is_ascii_digit()) => s
-            .parse()
-            .map(Some)
-            .map_err(|_| format!("{what} {s} is not a valid id")),
-        toml::Value::String(_) => Ok(None),
-        other => Err(format!(
-            "{what} must be a name or a number, not {}",
-            other.type_str()
-        )),
-    }
+/// An owner or group: a number (uid/gid, need not exist) or a name this host knows.
+fn account_id(v: &toml::Value, what: &str, lookup: impl FnOnce(&str) -> Option<u32>) -> Result<u32, String> {
+    let name = match v {
+        toml::Value::Integer(i) => {
+            return u32::try_from(*i)
+                .map_err(|_| format!("{what} {i} is not a valid id; give a name or an id"));
+        }
+        toml::Value::String(s) if !s.is_empty() && s.chars().all(|c| c.is_ascii_digit()) => {
+            return s
+                .parse()
+                .map_err(|_| format!("{what} {s} is not a valid id; give a name or an id"));
+        }
+        toml::Value::String(s) => s,
+        other => {
+            return Err(format!(
+                "{what} must be a name or a number, not {}; write e.g. {what} = \"www-data\"",
+                other.type_str()
+            ));
+        }
+    };
+    let (kind, id) = if what == "owner" {
+        ("user", "uid")
+    } else {
+        ("group", "gid")
+    };
+    lookup(name).ok_or_else(|| {
+        format!(
+            "{what} `{name}` is not a {kind} of this host; create it, fix the name or give a numeric {id}"
+        )
+    })
 }
 
 fn user_id(v: &toml::Value) -> Result<u32, String> {
-    if let Some(id) = numeric_id(v, "owner")? {
-        return Ok(id);
-    }
-    let name = v.as_str().unwrap_or_default();
-    match nix::unistd::User::from_name(name) {
-        Ok(Some(u)) => Ok(u.uid.as_raw()),
-        _ => Err(format!(
-            "owner `{name}` is not a user of this host; create it, fix the name or give a numeric uid"
-        )),
-    }
+    account_id(v, "owner", |n| {
+        nix::unistd::User::from_name(n)
+            .ok()
+            .flatten()
+            .map(|u| u.uid.as_raw())
+    })
 }
 
 fn group_id(v: &toml::Value) -> Result<u32, String> {
-    if let Some(id) = numeric_id(v, "group")? {
-        return Ok(id);
-    }
-    let name = v.as_str().unwrap_or_default();
-    match nix::unistd::Group::from_name(name) {
-        Ok(Some(g)) => Ok(g.gid.as_raw()),
-        _ => Err(format!(
-            "group `{name}` is not a group of this host; create it, fix the name or give a numeric gid"
-        )),
-    }
+    account_id(v, "group", |n| {
+        nix::unistd::Group::from_name(n)
+            .ok()
+            .flatten()
+            .map(|g| g.gid.as_raw())
+    })
 }
 
 /// The password file must exist and must not be readable by others.
