@@ -8,6 +8,7 @@
 //! agent's local config is the only source of paths and commands, so a compromised server
 //! cannot make a host write outside its configured paths or run anything.
 
+pub mod agent;
 pub mod client;
 pub mod db;
 pub mod pki;

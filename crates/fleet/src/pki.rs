@@ -28,7 +28,7 @@
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use certfleet_core::cert::{der_to_pem, pem_certificates};
 use certfleet_core::{CertInfo, KeySpec, PrivateKey};
@@ -133,10 +133,7 @@ pub fn spki_sha256_of_key(key_pem: &str) -> Result<String, PkiError> {
 /// `(key_pem, csr_pem)`. The key stays on the host; the CSR goes to `POST enroll`. The CSR
 /// names `host:NAME` for readability only: the server decides the name.
 pub fn new_client_key_and_csr(host_name: &str) -> Result<(String, String), PkiError> {
-    let key = PrivateKey::generate(KeySpec::EcdsaP256).map_err(|e| PkiError::Generate {
-        what: "a client key",
-        reason: e.to_string(),
-    })?;
+    let key = new_p256_key("a client key")?;
     let key_pair = rcgen_key(&key)?;
     let mut params = CertificateParams::default();
     params.distinguished_name = host_dn(host_name)?;
@@ -179,6 +176,33 @@ fn random_serial() -> SerialNumber {
     rand::rng().fill_bytes(&mut bytes);
     bytes[0] = (bytes[0] & 0x7f) | 0x01;
     SerialNumber::from_slice(&bytes)
+}
+
+/// Parameters valid from `now` (less [`BACKDATE`]) for `lifetime`, with a random serial.
+fn dated_params(now: OffsetDateTime, lifetime: Duration) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    params.serial_number = Some(random_serial());
+    params.not_before = now - BACKDATE;
+    params.not_after = now + lifetime;
+    params
+}
+
+/// A self-signed certificate's parameters: [`dated_params`] named
+/// `O=certfleet, CN=<cn> <random suffix>`.
+fn self_signed_params(cn: &str, now: OffsetDateTime, lifetime: Duration) -> CertificateParams {
+    let mut params = dated_params(now, lifetime);
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "certfleet");
+    dn.push(DnType::CommonName, format!("{cn} {}", random_suffix()));
+    params.distinguished_name = dn;
+    params
+}
+
+fn new_p256_key(what: &'static str) -> Result<PrivateKey, PkiError> {
+    PrivateKey::generate(KeySpec::EcdsaP256).map_err(|e| PkiError::Generate {
+        what,
+        reason: e.to_string(),
+    })
 }
 
 /// 8 random hex digits that tell apart the certificates of two fleet servers (and keep a
@@ -269,18 +293,8 @@ impl InternalCa {
     /// A new CA with a fresh key; its name carries a random suffix, so the CAs of two fleet
     /// servers are told apart.
     pub fn generate(now: OffsetDateTime) -> Result<Self, PkiError> {
-        let key = PrivateKey::generate(KeySpec::EcdsaP256).map_err(|e| PkiError::Generate {
-            what: "the internal CA key",
-            reason: e.to_string(),
-        })?;
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::OrganizationName, "certfleet");
-        dn.push(
-            DnType::CommonName,
-            format!("certfleet fleet internal CA {}", random_suffix()),
-        );
-        params.distinguished_name = dn;
+        let key = new_p256_key("the internal CA key")?;
+        let mut params = self_signed_params("certfleet fleet internal CA", now, CA_LIFETIME);
         // Path length 0: it signs leaf client certificates and nothing that could sign more.
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![
@@ -288,9 +302,6 @@ impl InternalCa {
             KeyUsagePurpose::CrlSign,
             KeyUsagePurpose::DigitalSignature,
         ];
-        params.serial_number = Some(random_serial());
-        params.not_before = now - BACKDATE;
-        params.not_after = now + CA_LIFETIME;
         let key_pair = rcgen_key(&key)?;
         let cert = params
             .self_signed(&key_pair)
@@ -370,15 +381,12 @@ impl InternalCa {
         let csr = VerifiedCsr::from_pem(csr_pem)?;
         let public_key = rcgen::SubjectPublicKeyInfo::from_der(&csr.spki_der)
             .map_err(|e| PkiError::Csr(format!("unusable public key ({e})")))?;
-        let mut params = CertificateParams::default();
+        let mut params = dated_params(now, CLIENT_CERT_LIFETIME);
         params.distinguished_name = host_dn(host_name)?;
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         params.use_authority_key_identifier_extension = true;
-        params.serial_number = Some(random_serial());
-        params.not_before = now - BACKDATE;
-        params.not_after = now + CLIENT_CERT_LIFETIME;
         let cert = params
             .signed_by(&public_key, &self.issuer)
             .map_err(generate_err("a client certificate"))?;
@@ -438,25 +446,12 @@ impl ServerIdentity {
         push(SanType::DnsName("localhost".try_into().expect("ASCII")));
         push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
         push(SanType::IpAddress(IpAddr::V6(Ipv6Addr::LOCALHOST)));
-        let key = PrivateKey::generate(KeySpec::EcdsaP256).map_err(|e| PkiError::Generate {
-            what: "the API key",
-            reason: e.to_string(),
-        })?;
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::OrganizationName, "certfleet");
-        dn.push(
-            DnType::CommonName,
-            format!("certfleet fleet API {}", random_suffix()),
-        );
-        params.distinguished_name = dn;
+        let key = new_p256_key("the API key")?;
+        let mut params = self_signed_params("certfleet fleet API", now, SERVER_CERT_LIFETIME);
         params.subject_alt_names = sans;
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        params.serial_number = Some(random_serial());
-        params.not_before = now - BACKDATE;
-        params.not_after = now + SERVER_CERT_LIFETIME;
         let cert = params
             .self_signed(&rcgen_key(&key)?)
             .map_err(generate_err("the API certificate"))?;
@@ -526,7 +521,7 @@ impl ServerIdentity {
     ) -> Result<(Self, bool), PkiError> {
         let cert_path = dir.join(API_CERT_FILE);
         let key_path = dir.join(API_KEY_FILE);
-        let (identity, created) = if cert_path.exists() || key_path.exists() {
+        let (identity, created) = if cert_path.exists() {
             (Self::from_files(&cert_path, &key_path)?, false)
         } else {
             let identity = Self::generate(names, now)?;
@@ -569,15 +564,6 @@ fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<(), PkiError> {
         context: "cannot save the API certificate".into(),
         source: std::io::Error::other(e.to_string()),
     })
-}
-
-/// Paths of the files [`ServerIdentity::load_or_create`] uses in `dir`.
-pub fn api_identity_paths(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    (
-        dir.join(API_CERT_FILE),
-        dir.join(API_KEY_FILE),
-        dir.join(API_FINGERPRINT_FILE),
-    )
 }
 
 #[cfg(test)]
@@ -773,7 +759,11 @@ mod tests {
         );
         assert!(info.not_after - now() >= Duration::days(365 * 20));
 
-        let (cert, key, fp) = api_identity_paths(dir.path());
+        let (cert, key, fp) = (
+            dir.path().join(API_CERT_FILE),
+            dir.path().join(API_KEY_FILE),
+            dir.path().join(API_FINGERPRINT_FILE),
+        );
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(
             std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
@@ -790,6 +780,16 @@ mod tests {
             ServerIdentity::load_or_create(dir.path(), &["other.example".into()], now()).unwrap();
         assert!(!created);
         assert_eq!(again.fingerprint(), id.fingerprint());
+
+        // A key left without its certificate (a crash between the two writes) is replaced.
+        std::fs::remove_file(&cert).unwrap();
+        let (fresh, created) = ServerIdentity::load_or_create(dir.path(), &[], now()).unwrap();
+        assert!(created);
+        assert_ne!(fresh.fingerprint(), id.fingerprint());
+        assert_eq!(
+            std::fs::read_to_string(&fp).unwrap(),
+            format!("{}\n", fresh.fingerprint())
+        );
 
         // A key that is not the certificate's is refused, naming the file.
         let other = ServerIdentity::generate(&[], now()).unwrap();

@@ -11,7 +11,7 @@ use axum::extract::{Request, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use certfleet_fleet::client::{ClientError, FleetClient, ServerTrust};
-use certfleet_fleet::pki::{InternalCa, ServerIdentity, new_client_key_and_csr};
+use certfleet_fleet::pki::{InternalCa, IssuedClientCert, ServerIdentity, new_client_key_and_csr};
 use certfleet_fleet::proto::{Assignment, Custody};
 use certfleet_fleet::tls::{PeerIdentity, ServeOptions};
 use common::TestServer;
@@ -110,19 +110,27 @@ async fn wrong_pin_is_refused_naming_both_fingerprints() {
     assert_eq!(hits.load(Ordering::SeqCst), 0);
 }
 
-#[tokio::test]
-async fn client_certificate_from_the_internal_ca_is_the_peer_identity() {
-    let (server, _) = server().await;
+/// A pinned client for host `web1` with a key made here and a certificate `ca` issued at `at`;
+/// also returns the certificate and the key.
+fn agent(
+    server: &TestServer,
+    ca: &InternalCa,
+    at: OffsetDateTime,
+) -> (FleetClient, IssuedClientCert, String) {
     let (key_pem, csr_pem) = new_client_key_and_csr("web1").unwrap();
-    let issued = server
-        .ca
-        .issue_client_cert(&csr_pem, "web1", OffsetDateTime::now_utc())
-        .unwrap();
+    let issued = ca.issue_client_cert(&csr_pem, "web1", at).unwrap();
     let client = server
         .pinned()
         .client_identity(&issued.cert_pem, &key_pem)
         .build()
         .unwrap();
+    (client, issued, key_pem)
+}
+
+#[tokio::test]
+async fn client_certificate_from_the_internal_ca_is_the_peer_identity() {
+    let (server, _) = server().await;
+    let (client, issued, _) = agent(&server, &server.ca, OffsetDateTime::now_utc());
     let me = client.assignments().await.unwrap();
     assert_eq!(me[0].certificate, issued.fingerprint_sha256);
 }
@@ -131,15 +139,7 @@ async fn client_certificate_from_the_internal_ca_is_the_peer_identity() {
 async fn client_certificate_from_another_ca_is_refused_at_the_handshake() {
     let (server, hits) = server().await;
     let other_ca = InternalCa::generate(OffsetDateTime::now_utc()).unwrap();
-    let (key_pem, csr_pem) = new_client_key_and_csr("web1").unwrap();
-    let issued = other_ca
-        .issue_client_cert(&csr_pem, "web1", OffsetDateTime::now_utc())
-        .unwrap();
-    let client = server
-        .pinned()
-        .client_identity(&issued.cert_pem, &key_pem)
-        .build()
-        .unwrap();
+    let (client, issued, key_pem) = agent(&server, &other_ca, OffsetDateTime::now_utc());
     let err = client.assignments().await.unwrap_err();
     assert!(matches!(err, ClientError::Connect { .. }), "{err:?}");
     assert_eq!(hits.load(Ordering::SeqCst), 0, "no request may reach the app");
@@ -161,14 +161,8 @@ async fn client_certificate_from_another_ca_is_refused_at_the_handshake() {
 #[tokio::test]
 async fn expired_client_certificate_is_refused() {
     let (server, hits) = server().await;
-    let (key_pem, csr_pem) = new_client_key_and_csr("web1").unwrap();
     let long_ago = OffsetDateTime::now_utc() - time::Duration::days(400);
-    let issued = server.ca.issue_client_cert(&csr_pem, "web1", long_ago).unwrap();
-    let client = server
-        .pinned()
-        .client_identity(&issued.cert_pem, &key_pem)
-        .build()
-        .unwrap();
+    let (client, _, _) = agent(&server, &server.ca, long_ago);
     assert!(client.assignments().await.is_err());
     assert_eq!(hits.load(Ordering::SeqCst), 0);
 }

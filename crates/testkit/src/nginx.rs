@@ -32,6 +32,7 @@ pub struct NginxBuilder {
     https: Option<(PathBuf, PathBuf)>,
     https_port: Option<u16>,
     challenge_forbidden: bool,
+    extra_http_conf: String,
 }
 
 impl NginxBuilder {
@@ -67,6 +68,14 @@ impl NginxBuilder {
         self
     }
 
+    /// Extra directives inside `http { }` (e.g. another `server` block, or an `include` of a
+    /// file a test later breaks on purpose). Ports they listen on are not waited for.
+    pub fn extra_http_conf(mut self, conf: impl Into<String>) -> Self {
+        self.extra_http_conf.push_str(&conf.into());
+        self.extra_http_conf.push('\n');
+        self
+    }
+
     /// Starts nginx and waits until it listens (retrying with fresh ports if a picked one was
     /// taken by a parallel test meanwhile).
     pub fn start(self) -> Result<Nginx> {
@@ -88,6 +97,7 @@ impl NginxBuilder {
             https_port: self.https_port.unwrap_or_else(free_port),
             https: self.https.clone(),
             challenge_forbidden: self.challenge_forbidden,
+            extra_http_conf: self.extra_http_conf.clone(),
             webroot,
             conf: dir.path().join("nginx.conf"),
             error_log: dir.path().join("error.log"),
@@ -119,6 +129,7 @@ pub struct Nginx {
     https_port: u16,
     https: Option<(PathBuf, PathBuf)>,
     challenge_forbidden: bool,
+    extra_http_conf: String,
     webroot: PathBuf,
     conf: PathBuf,
     error_log: PathBuf,
@@ -173,6 +184,15 @@ impl Nginx {
         v.push("-c".to_owned());
         v.push(self.conf.display().to_string());
         v.extend(["-s".to_owned(), "reload".to_owned()]);
+        v
+    }
+
+    /// The command line that tests this nginx's configuration (`nginx -t`), as a deploy would
+    /// run it before the reload.
+    pub fn config_test_command(&self) -> Vec<String> {
+        let mut v = self.reload_command();
+        v.truncate(v.len() - 2);
+        v.push("-t".to_owned());
         v
     }
 
@@ -304,6 +324,7 @@ impl Nginx {
             )?;
             writeln!(c, "    location / {{ root {webroot}; }}\n  }}")?;
         }
+        c.push_str(&self.extra_http_conf);
         writeln!(c, "}}")?;
         write(&self.conf, c.as_bytes())
     }
