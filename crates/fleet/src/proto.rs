@@ -122,6 +122,18 @@ pub struct NewCertificate {
     pub comment: Option<String>,
 }
 
+/// `ecdsa-p256`, `ecdsa-p384`, `rsa2048`, `rsa3072`, `rsa4096`.
+pub fn key_spec(name: &str) -> Option<certfleet_core::KeySpec> {
+    match name {
+        "ecdsa-p256" => Some(certfleet_core::KeySpec::EcdsaP256),
+        "ecdsa-p384" => Some(certfleet_core::KeySpec::EcdsaP384),
+        "rsa2048" => Some(certfleet_core::KeySpec::Rsa(2048)),
+        "rsa3072" => Some(certfleet_core::KeySpec::Rsa(3072)),
+        "rsa4096" => Some(certfleet_core::KeySpec::Rsa(4096)),
+        _ => None,
+    }
+}
+
 pub fn default_key_type() -> KeyTypeName {
     "ecdsa-p256".to_string()
 }

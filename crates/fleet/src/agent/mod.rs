@@ -30,6 +30,7 @@ pub mod config;
 pub mod files;
 mod install;
 pub mod keys;
+pub mod sync;
 pub mod verify;
 
 pub use command::COMMAND_PATH;

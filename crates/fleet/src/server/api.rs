@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use certfleet_core::{Identifier, KeySpec};
+use certfleet_core::Identifier;
 use certfleet_solvers::dns::registry;
 
 use super::auth::{Admin, AgentHost, auth_failed, check_not_blocked};
@@ -63,18 +63,6 @@ pub fn check_name(what: &str, name: &str) -> ApiResult<()> {
         Err(ApiFailure::invalid(format!(
             "{what} name {name:?} is not usable: 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
         )))
-    }
-}
-
-/// `ecdsa-p256`, `ecdsa-p384`, `rsa2048`, `rsa3072`, `rsa4096`.
-pub fn key_spec(name: &str) -> Option<KeySpec> {
-    match name {
-        "ecdsa-p256" => Some(KeySpec::EcdsaP256),
-        "ecdsa-p384" => Some(KeySpec::EcdsaP384),
-        "rsa2048" => Some(KeySpec::Rsa(2048)),
-        "rsa3072" => Some(KeySpec::Rsa(3072)),
-        "rsa4096" => Some(KeySpec::Rsa(4096)),
-        _ => None,
     }
 }
 
@@ -139,7 +127,7 @@ async fn add_certificate(
     if ids.is_empty() {
         return Err(ApiFailure::invalid(format!("certificate {}: give at least one name (-d)", req.name)));
     }
-    if key_spec(&req.key_type).is_none() {
+    if crate::proto::key_spec(&req.key_type).is_none() {
         return Err(ApiFailure::invalid(format!(
             "key type {:?} is unknown: use ecdsa-p256, ecdsa-p384, rsa2048, rsa3072 or rsa4096",
             req.key_type

@@ -139,7 +139,17 @@ where
             ));
         };
         match state.db.host_by_fingerprint(&fp).await {
-            Ok(Some(host)) => Ok(AgentHost(host)),
+            Ok(Some(host)) => {
+                // Every agent request is a check-in: the dashboard's "last seen".
+                let version = parts
+                    .headers
+                    .get(header::USER_AGENT)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("certfleet/"))
+                    .unwrap_or("unknown");
+                state.db.touch_host(&host.name, state.now(), version).await?;
+                Ok(AgentHost(host))
+            }
             Ok(None) => Err(auth_failed(
                 &state,
                 parts,

@@ -251,25 +251,9 @@ async fn first_admin_token(db: &FleetDb, dir: &Path, now: i64) -> Result<Option<
 
 /// Write a secret file: created 0600 whatever the umask, complete or not at all.
 pub fn write_private(path: &Path, text: &str) -> Result<(), ServeError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let io = |source| ServeError::Io {
+    certfleet_store::atomic::write_file(path, text.as_bytes(), 0o600).map_err(|e| ServeError::Io {
         what: "cannot write",
         path: path.to_path_buf(),
-        source,
-    };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("secret"),
-        std::process::id()
-    ));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io)?;
-    f.write_all(text.as_bytes()).and_then(|_| f.sync_all()).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+        source: std::io::Error::other(e.to_string()),
+    })
 }

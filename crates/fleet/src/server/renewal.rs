@@ -154,7 +154,7 @@ impl RenewalLoop {
 
         // Agent custody: the host's CSR is the key. None yet: wait for it, no failure.
         let (key, csr_id) = match cert.settings.custody {
-            Custody::Server => match crate::server::api::key_spec(&cert.settings.key_type) {
+            Custody::Server => match crate::proto::key_spec(&cert.settings.key_type) {
                 Some(spec) => (KeySource::Generate(spec), None),
                 None => {
                     return self

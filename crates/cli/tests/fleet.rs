@@ -1,0 +1,298 @@
+//! Fleet mode end to end with the real binary: `certfleet serve` on SQLite renewing through
+//! real Pebble (http-01 answered by the server's own responder), two enrolled hosts whose
+//! `certfleet agent` installs into a real nginx and proves by a TLS handshake what it serves,
+//! the admin CLI, and the authorization boundary between hosts.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use certfleet_core::CertInfo;
+use certfleet_testkit::{Nginx, Pebble, free_port, self_signed_pem};
+use common::{mode, stderr, stdout, tail};
+
+const BIN: &str = env!("CARGO_BIN_EXE_certfleet");
+
+/// A running `certfleet serve` (killed on drop).
+struct Server {
+    child: Child,
+    data: PathBuf,
+    log: PathBuf,
+}
+
+impl Server {
+    fn start(pebble: &Pebble, data: &Path, http01_port: u16) -> Server {
+        let log = data.with_extension("log");
+        let api = free_port().unwrap();
+        let child = Command::new(BIN)
+            .args(["serve", "--data-dir"])
+            .arg(data)
+            .args(["--listen", &format!("127.0.0.1:{api}")])
+            .args(["--http-01-listen", &format!("127.0.0.1:{http01_port}")])
+            .args(["--server", &pebble.directory_url(), "-m", "fleet@example.test", "--agree-tos"])
+            .env("CERTFLEET_CA_BUNDLE", pebble.ca_bundle_path())
+            .env("CERTFLEET_LOG", "info")
+            .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .stderr(Stdio::from(std::fs::File::options().append(true).open(&log).unwrap()))
+            .spawn()
+            .unwrap();
+        let s = Server {
+            child,
+            data: data.to_path_buf(),
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", api)).is_err() {
+            assert!(Instant::now() < deadline, "serve did not start:\n{}", s.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        s
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `certfleet fleet --data-dir DATA ...`
+    fn fleet(&self, args: &[&str]) -> Output {
+        Command::new(BIN).arg("fleet").arg("--data-dir").arg(&self.data).args(args).output().unwrap()
+    }
+
+    fn fleet_ok(&self, args: &[&str]) -> String {
+        let out = self.fleet(args);
+        assert!(
+            out.status.success(),
+            "fleet {args:?}: {}\n{}\nserver log:\n{}",
+            stderr(&out),
+            stdout(&out),
+            tail(&self.log())
+        );
+        stdout(&out)
+    }
+
+    fn show(&self, cert: &str) -> serde_json::Value {
+        serde_json::from_str(&self.fleet_ok(&["cert", "show", cert, "--json"])).unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A host: an nginx serving a placeholder certificate, and an agent config installing into it.
+struct Host {
+    dir: PathBuf,
+    nginx: Nginx,
+    config: PathBuf,
+}
+
+impl Host {
+    fn new(root: &Path, name: &str, certs: &[(&str, &str)]) -> Host {
+        let dir = root.join(name);
+        std::fs::create_dir_all(dir.join("tls")).unwrap();
+        let mut installs = String::new();
+        let mut servers = String::new();
+        let mut first = None;
+        for (i, (cert, sni)) in certs.iter().enumerate() {
+            let (pem, key) = self_signed_pem(&["placeholder.example.test"]).unwrap();
+            let fullchain = dir.join("tls").join(format!("{cert}.pem"));
+            let keyfile = dir.join("tls").join(format!("{cert}.key"));
+            std::fs::write(&fullchain, pem).unwrap();
+            std::fs::write(&keyfile, key).unwrap();
+            if i == 0 {
+                first = Some((fullchain.clone(), keyfile.clone()));
+            } else {
+                servers.push_str(&format!(
+                    "server {{ listen 127.0.0.1:HTTPS_PORT ssl; server_name {sni}; ssl_certificate {}; ssl_certificate_key {}; }}\n",
+                    fullchain.display(),
+                    keyfile.display()
+                ));
+            }
+            installs.push_str(&format!(
+                "[[install]]\ncertificate = \"{cert}\"\nfullchain = \"{}\"\nkey = \"{}\"\nconfig_test_command = CONFIG_TEST\nreload_command = RELOAD\nverify = \"127.0.0.1:HTTPS_PORT\"\nsni = \"{sni}\"\n\n",
+                fullchain.display(),
+                keyfile.display()
+            ));
+        }
+        let (fullchain, keyfile) = first.unwrap();
+        let https_port = free_port().unwrap();
+        let nginx = Nginx::builder()
+            .https(&fullchain, &keyfile)
+            .https_port(https_port)
+            .extra_http_conf(servers.replace("HTTPS_PORT", &https_port.to_string()))
+            .start()
+            .unwrap();
+        let arr = |v: Vec<String>| format!("[{}]", v.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", "));
+        let toml = format!("state_dir = \"{}\"\ninterval = \"1m\"\n\n{installs}", dir.join("state").display())
+            .replace("CONFIG_TEST", &arr(nginx.config_test_command()))
+            .replace("RELOAD", &arr(nginx.reload_command()))
+            .replace("HTTPS_PORT", &https_port.to_string());
+        let config = dir.join("agent.toml");
+        std::fs::write(&config, toml).unwrap();
+        Host { dir, nginx, config }
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+
+    fn agent(&self, args: &[&str]) -> Output {
+        Command::new(BIN).arg("agent").args(args).output().unwrap()
+    }
+
+    fn run_once(&self) -> Output {
+        Command::new(BIN)
+            .args(["agent", "run", "--once", "--config"])
+            .arg(&self.config)
+            .output()
+            .unwrap()
+    }
+
+    /// `agent run --once` until it exits 0 (first syncs upload CSRs, then wait for the server).
+    fn converge(&self, server: &Server) -> Output {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let out = self.run_once();
+            if out.status.success() {
+                return out;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "agent did not converge: {}\nserver log:\n{}",
+                stderr(&out),
+                tail(&server.log())
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    fn served_serial(&self, sni: &str) -> String {
+        CertInfo::from_der(&self.nginx.served_leaf(Some(sni)).unwrap()).unwrap().serial_hex()
+    }
+}
+
+fn world_readable_tempdir() -> tempfile::TempDir {
+    let t = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    t
+}
+
+#[test]
+fn fleet_on_sqlite_issues_installs_verifies_and_keeps_hosts_apart() {
+    let http01 = free_port().unwrap();
+    let pebble = Pebble::builder().http_port(http01).start().unwrap();
+    let tmp = world_readable_tempdir();
+    let server = Server::start(&pebble, &tmp.path().join("server"), http01);
+    let data = &server.data;
+
+    // First start: fingerprint, admin token 0600, custody key 0600, SQLite database.
+    let fp = std::fs::read_to_string(data.join("api.fingerprint")).unwrap();
+    assert_eq!(fp.trim().len(), 64, "{fp}");
+    assert_eq!(mode(&data.join("admin.token")), 0o600);
+    assert_eq!(mode(&data.join("custody.key")), 0o600);
+    assert!(data.join("fleet.db").exists());
+
+    // Hosts: one line each, a one-time token.
+    let token1 = server.fleet_ok(&["host", "add", "web1"]).trim().to_string();
+    let token2 = server.fleet_ok(&["host", "add", "web2"]).trim().to_string();
+    assert!(token1.starts_with("cfe1_") && !token1.contains('\n'), "{token1}");
+
+    let web1 = Host::new(tmp.path(), "web1", &[("www", "www.example.test"), ("shared", "shared.example.test")]);
+    let web2 = Host::new(tmp.path(), "web2", &[("shared", "shared.example.test")]);
+    let enrolled = web1.agent(&["enroll", "--state-dir", web1.state().to_str().unwrap(), &token1]);
+    assert!(enrolled.status.success(), "{}", stderr(&enrolled));
+    assert!(stderr(&enrolled).contains("enrolled as host web1"), "{}", stderr(&enrolled));
+    assert_eq!(mode(&web1.state().join("client-key.pem")), 0o600);
+    let e2 = web2.agent(&["enroll", "--state-dir", web2.state().to_str().unwrap(), &token2]);
+    assert!(e2.status.success(), "{}", stderr(&e2));
+    // Single use: the same token again is refused.
+    let again = web2.agent(&["enroll", "--state-dir", tmp.path().join("again").to_str().unwrap(), &token2]);
+    assert!(!again.status.success());
+    assert!(stderr(&again).contains("enrollment refused"), "{}", stderr(&again));
+
+    // An agent-custody certificate for web1, a server-custody one shared by both.
+    server.fleet_ok(&["cert", "add", "www", "-d", "www.example.test", "--host", "web1"]);
+    server.fleet_ok(&[
+        "cert", "add", "shared", "-d", "shared.example.test", "--host", "web1", "--host", "web2", "--custody", "server",
+    ]);
+    // Agent custody cannot be shared: refused with the way out.
+    let refused = server.fleet(&["assign", "www", "web2"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("agent custody"), "{}", stderr(&refused));
+
+    let out = web1.converge(&server);
+    assert!(stderr(&out).contains("www: Verified"), "{}", stderr(&out));
+    web2.converge(&server);
+
+    // What each nginx serves is what the server issued.
+    let www = server.show("www");
+    let www_serial = www["serial"].as_str().unwrap().to_string();
+    assert_eq!(web1.served_serial("www.example.test"), www_serial);
+    let shared_serial = server.show("shared")["serial"].as_str().unwrap().to_string();
+    assert_eq!(web1.served_serial("shared.example.test"), shared_serial);
+    assert_eq!(web2.served_serial("shared.example.test"), shared_serial);
+    let fullchain = std::fs::read(web1.dir.join("tls/www.pem")).unwrap();
+    pebble.verify_chain(&fullchain, &["www.example.test"], std::time::SystemTime::now()).unwrap();
+    assert_eq!(mode(&web1.dir.join("tls/www.key")), 0o600);
+
+    // The key of www was made on web1 and never left it: the server has no key for it.
+    let keys: Vec<_> = std::fs::read_dir(web1.state().join("keys")).unwrap().collect();
+    assert!(keys.len() >= 2, "current key and the next one (CSR uploaded ahead)");
+
+    // cert show: each host's install state and the event history.
+    let installs = www["installs"].as_array().unwrap();
+    assert_eq!(installs.len(), 1);
+    assert_eq!(installs[0]["host"], "web1");
+    assert_eq!(installs[0]["state"], "verified");
+    assert_eq!(installs[0]["served_serial"], www_serial.as_str());
+    let kinds: Vec<&str> = www["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    for k in ["added", "csr-uploaded", "issued", "fetched", "verified"] {
+        assert!(kinds.contains(&k), "{k} missing from {kinds:?}");
+    }
+
+    // Authorization: web2 cannot fetch web1's certificate, with a clear message.
+    let denied = web2.agent(&["fetch", "--state-dir", web2.state().to_str().unwrap(), "www"]);
+    assert!(!denied.status.success());
+    assert!(stderr(&denied).contains("not assigned to host web2"), "{}", stderr(&denied));
+    let fetched = web2.agent(&["fetch", "--state-dir", web2.state().to_str().unwrap(), "shared"]);
+    assert!(fetched.status.success(), "{}", stderr(&fetched));
+    assert!(stdout(&fetched).contains("not printed") && !stdout(&fetched).contains("PRIVATE KEY"));
+
+    // Renew now: a new certificate, with the key web1 uploaded ahead of time.
+    server.fleet_ok(&["cert", "renew", "www"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let renewed = loop {
+        let s = server.show("www")["serial"].as_str().unwrap().to_string();
+        if s != www_serial {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no renewal:\n{}", tail(&server.log()));
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    web1.converge(&server);
+    assert_eq!(web1.served_serial("www.example.test"), renewed);
+
+    // The admin API refuses requests without the token, and the agent API without a client cert.
+    let bad = tmp.path().join("bad.token");
+    std::fs::write(&bad, "cfa1_not-the-token\n").unwrap();
+    let no_token = Command::new(BIN)
+        .args(["fleet", "--url", &std::fs::read_to_string(data.join("api.url")).unwrap().trim().to_string()])
+        .args(["--fingerprint", fp.trim(), "--token-file"])
+        .arg(&bad)
+        .args(["host", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(no_token.status.code(), Some(2), "{}", stderr(&no_token));
+    assert!(stderr(&no_token).contains("admin token is not valid"), "{}", stderr(&no_token));
+
+    // Nothing secret in the server's log.
+    let log = server.log();
+    let admin = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    assert!(!log.contains(admin.trim()) && !log.contains("PRIVATE KEY") && !log.contains(&token2));
+}
