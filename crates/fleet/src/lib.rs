@@ -8,5 +8,6 @@
 //! agent's local config is the only source of paths and commands, so a compromised server
 //! cannot make a host write outside its configured paths or run anything.
 
+pub mod db;
 pub mod proto;
 pub mod token;
