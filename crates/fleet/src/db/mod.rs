@@ -52,7 +52,7 @@ use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
-use sqlx::{Any, AnyPool, Transaction};
+use sqlx::{Any, AnyPool, ConnectOptions, Connection, Transaction};
 
 pub use error::{DbError, TokenRejected};
 pub use model::{
@@ -117,16 +117,8 @@ impl FleetDb {
             target: target.clone(),
             detail: format!("not a valid URL: {e}"),
         })?;
-        let pool = AnyPoolOptions::new()
-            .max_connections(POSTGRES_CONNECTIONS)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options)
-            .await
-            .map_err(|source| DbError::Connect {
-                target: target.clone(),
-                source,
-            })?;
-        Self::migrate(pool, Backend::Postgres, target).await
+        let pool = AnyPoolOptions::new().max_connections(POSTGRES_CONNECTIONS);
+        Self::connect(pool, options, Backend::Postgres, target).await
     }
 
     async fn open_sqlite(path: &Path) -> Result<FleetDb, DbError> {
@@ -142,7 +134,6 @@ impl FleetDb {
         })?;
         let pool = AnyPoolOptions::new()
             .max_connections(SQLITE_CONNECTIONS)
-            .acquire_timeout(Duration::from_secs(30))
             .after_connect(|conn, _| {
                 Box::pin(async move {
                     // busy_timeout first: switching to WAL needs a moment of exclusive access.
@@ -154,14 +145,30 @@ impl FleetDb {
                     .await?;
                     Ok(())
                 })
-            })
+            });
+        Self::connect(pool, options, Backend::Sqlite, target).await
+    }
+
+    /// Connects once first, so a wrong URL or a server that is down fails at once (the pool
+    /// would retry until its acquire timeout), then opens the pool and migrates.
+    async fn connect(
+        pool: AnyPoolOptions,
+        options: AnyConnectOptions,
+        backend: Backend,
+        target: String,
+    ) -> Result<FleetDb, DbError> {
+        let fail = |source| DbError::Connect {
+            target: target.clone(),
+            source,
+        };
+        let probe = options.connect().await.map_err(fail)?;
+        let _ = probe.close().await;
+        let pool = pool
+            .acquire_timeout(Duration::from_secs(30))
             .connect_with(options)
             .await
-            .map_err(|source| DbError::Connect {
-                target: target.clone(),
-                source,
-            })?;
-        Self::migrate(pool, Backend::Sqlite, target).await
+            .map_err(fail)?;
+        Self::migrate(pool, backend, target).await
     }
 
     async fn migrate(pool: AnyPool, backend: Backend, target: String) -> Result<FleetDb, DbError> {
