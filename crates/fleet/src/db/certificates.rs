@@ -2,14 +2,15 @@
 
 use std::collections::HashMap;
 
-use sqlx::any::AnyRow;
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::query::Query;
 use sqlx::{Any, Row};
 
 use super::error::Context;
 use super::model::{enum_from_str, enum_to_str, json_from_str, json_to_string};
 use super::{
     Ari, Backend, Certificate, CertificateSettings, Commit, DbError, Failure, FleetDb, IssuedCert, Lease,
-    NewEvent, ServerKeys,
+    NewEvent, ServerKeys, execute_one,
 };
 use crate::proto::{CertificateDetail, CertificateView, UnixTime};
 
@@ -105,6 +106,22 @@ fn settings_conflict(name: &str) -> String {
     format!("a certificate named {name:?} already exists")
 }
 
+/// Binds `$2`..`$9`: identifiers, comment, key_type, challenge, custody, acme_server,
+/// acme_account, profile.
+fn bind_settings<'q>(
+    q: Query<'q, Any, AnyArguments>,
+    s: &'q CertificateSettings,
+) -> Query<'q, Any, AnyArguments> {
+    q.bind(json_to_string(&s.identifiers))
+        .bind(s.comment.as_deref())
+        .bind(s.key_type.as_str())
+        .bind(json_to_string(&s.challenge))
+        .bind(enum_to_str(&s.custody))
+        .bind(s.acme_server.as_deref())
+        .bind(s.acme_account.as_deref())
+        .bind(s.profile.as_deref())
+}
+
 impl FleetDb {
     /// Adds a certificate, due at once (`next_attempt = now`), assigned to `hosts` (which must
     /// exist); [`DbError::Conflict`] if the name is taken. One transaction.
@@ -117,25 +134,18 @@ impl FleetDb {
     ) -> Result<Certificate, DbError> {
         let op = || format!("adding certificate {name:?}");
         let mut tx = self.begin(op).await?;
-        let row = sqlx::query(concat!(
+        let q = sqlx::query(concat!(
             "INSERT INTO certificates (name, identifiers, enabled, comment, key_type, challenge, custody, \
              acme_server, acme_account, profile, created_at, next_attempt, next_attempt_reason) \
              VALUES ($1, $2, 1, $3, $4, $5, $6, $7, $8, $9, $10, $10, 'new certificate') RETURNING ",
             cert_columns!()
         ))
-        .bind(name)
-        .bind(json_to_string(&settings.identifiers))
-        .bind(settings.comment.as_deref())
-        .bind(settings.key_type.as_str())
-        .bind(json_to_string(&settings.challenge))
-        .bind(enum_to_str(&settings.custody))
-        .bind(settings.acme_server.as_deref())
-        .bind(settings.acme_account.as_deref())
-        .bind(settings.profile.as_deref())
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await
-        .ctx_unique(op, || settings_conflict(name))?;
+        .bind(name);
+        let row = bind_settings(q, settings)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await
+            .ctx_unique(op, || settings_conflict(name))?;
         let cert = cert_from_row(&row)?;
         for host in hosts {
             super::assignments::assign_in(&mut tx, cert.id, name, host, now).await?;
@@ -187,29 +197,21 @@ impl FleetDb {
              custody = $6, acme_server = $7, acme_account = $8, profile = $9 WHERE name = $1 RETURNING ",
             cert_columns!()
         ))
-        .bind(name)
-        .bind(json_to_string(&s.identifiers))
-        .bind(s.comment.as_deref())
-        .bind(s.key_type.as_str())
-        .bind(json_to_string(&s.challenge))
-        .bind(enum_to_str(&s.custody))
-        .bind(s.acme_server.as_deref())
-        .bind(s.acme_account.as_deref())
-        .bind(s.profile.as_deref());
-        self.update_returning(q, name, "updating").await
+        .bind(name);
+        self.update_returning(bind_settings(q, s), name, "updating").await
     }
 
     /// Deletes a certificate with its assignments, CSRs and install reports (its events stay).
     pub async fn delete_certificate(&self, name: &str) -> Result<(), DbError> {
-        let done = sqlx::query("DELETE FROM certificates WHERE name = $1")
-            .bind(name)
-            .execute(&self.pool)
-            .await
-            .ctx(|| format!("deleting certificate {name:?}"))?;
-        if done.rows_affected() == 0 {
-            return Err(DbError::not_found("certificate", name));
-        }
-        Ok(())
+        let q = sqlx::query("DELETE FROM certificates WHERE name = $1").bind(name);
+        execute_one(
+            &self.pool,
+            q,
+            || format!("deleting certificate {name:?}"),
+            "certificate",
+            name,
+        )
+        .await
     }
 
     pub async fn set_enabled(&self, name: &str, enabled: bool) -> Result<Certificate, DbError> {
@@ -254,7 +256,7 @@ impl FleetDb {
 
     async fn update_returning(
         &self,
-        q: sqlx::query::Query<'_, Any, sqlx::any::AnyArguments>,
+        q: Query<'_, Any, AnyArguments>,
         name: &str,
         verb: &str,
     ) -> Result<Certificate, DbError> {

@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row};
 
 use super::error::Context;
-use super::{DbError, FleetDb, Host, HostCredential, TokenRejected};
+use super::{DbError, FleetDb, Host, HostCredential, TokenRejected, execute_one};
 use crate::proto::{HostView, UnixTime};
 
 fn host_from_row(row: &AnyRow) -> Result<Host, sqlx::Error> {
@@ -112,15 +112,8 @@ impl FleetDb {
 
     /// Deletes a host with its tokens, assignments, CSRs and install reports (its events stay).
     pub async fn delete_host(&self, name: &str) -> Result<(), DbError> {
-        let done = sqlx::query("DELETE FROM hosts WHERE name = $1")
-            .bind(name)
-            .execute(&self.pool)
-            .await
-            .ctx(|| format!("deleting host {name:?}"))?;
-        if done.rows_affected() == 0 {
-            return Err(DbError::not_found("host", name));
-        }
-        Ok(())
+        let q = sqlx::query("DELETE FROM hosts WHERE name = $1").bind(name);
+        execute_one(&self.pool, q, || format!("deleting host {name:?}"), "host", name).await
     }
 
     /// Records the client certificate a host got at enrollment (replacing an earlier one: the
@@ -153,17 +146,11 @@ impl FleetDb {
 
     /// Notes that a host called in, with the agent version it runs.
     pub async fn touch_host(&self, name: &str, now: UnixTime, agent_version: &str) -> Result<(), DbError> {
-        let done = sqlx::query("UPDATE hosts SET last_seen = $2, agent_version = $3 WHERE name = $1")
+        let q = sqlx::query("UPDATE hosts SET last_seen = $2, agent_version = $3 WHERE name = $1")
             .bind(name)
             .bind(now)
-            .bind(agent_version)
-            .execute(&self.pool)
-            .await
-            .ctx(|| format!("updating host {name:?}"))?;
-        if done.rows_affected() == 0 {
-            return Err(DbError::not_found("host", name));
-        }
-        Ok(())
+            .bind(agent_version);
+        execute_one(&self.pool, q, || format!("updating host {name:?}"), "host", name).await
     }
 
     /// Stores a new one-time enrollment token (its SHA-256, see [`crate::token::hash_secret`])

@@ -213,6 +213,21 @@ impl FleetDb {
     }
 }
 
+/// Runs a statement that must affect a row; none is [`DbError::NotFound`] (`what` `name`).
+pub(crate) async fn execute_one<'e>(
+    e: impl sqlx::Executor<'e, Database = Any>,
+    q: sqlx::query::Query<'_, Any, sqlx::any::AnyArguments>,
+    op: impl FnOnce() -> String,
+    what: &'static str,
+    name: &str,
+) -> Result<(), DbError> {
+    let done = q.execute(e).await.ctx(op)?;
+    if done.rows_affected() == 0 {
+        return Err(DbError::not_found(what, name));
+    }
+    Ok(())
+}
+
 /// Creates the SQLite file with mode 0600 before SQLite does (it would use 0644), and tightens
 /// an existing one that others can read. SQLite gives its `-wal` and `-shm` files the mode of
 /// the database file.
