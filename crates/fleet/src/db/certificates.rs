@@ -102,6 +102,15 @@ pub(crate) async fn cert_id<'e>(
         .ok_or_else(|| DbError::not_found("certificate", name))
 }
 
+/// `due_certificates`: `$1` now, `$2` limit.
+const DUE_SQL: &str = concat!(
+    "SELECT ",
+    cert_columns!(),
+    " FROM certificates WHERE ",
+    due_where!(),
+    " ORDER BY next_attempt, id LIMIT $2"
+);
+
 fn settings_conflict(name: &str) -> String {
     format!("a certificate named {name:?} already exists")
 }
@@ -271,18 +280,12 @@ impl FleetDb {
     /// Up to `limit` certificates due at `now` (see `due_where!`), earliest first. Read only:
     /// take each with [`FleetDb::claim_lease`], or use [`FleetDb::claim_due`].
     pub async fn due_certificates(&self, now: UnixTime, limit: u32) -> Result<Vec<Certificate>, DbError> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            cert_columns!(),
-            " FROM certificates WHERE ",
-            due_where!(),
-            " ORDER BY next_attempt, id LIMIT $2"
-        ))
-        .bind(now)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .ctx(|| "listing due certificates".to_owned())?;
+        let rows = sqlx::query(DUE_SQL)
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .ctx(|| "listing due certificates".to_owned())?;
         certs_from_rows(&rows)
     }
 
@@ -576,4 +579,62 @@ pub(crate) fn rfc3339(t: UnixTime) -> String {
         .ok()
         .and_then(|d| d.format(&time::format_description::well_known::Rfc3339).ok())
         .unwrap_or_else(|| t.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::Row;
+
+    use super::{DUE_SQL, FleetDb};
+
+    /// The query plan of `due_certificates` on `db`, one line per step.
+    async fn due_plan(db: &FleetDb, explain: &'static str) -> String {
+        let mut conn = db.pool.acquire().await.unwrap();
+        if db.backend == super::Backend::Postgres {
+            // On an empty table a sequential scan is cheapest; ask whether the index can serve.
+            sqlx::query("SET enable_seqscan = off")
+                .execute(&mut *conn)
+                .await
+                .unwrap();
+        }
+        let sql = format!("{explain} {DUE_SQL}");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(1_i64)
+            .bind(10_i64)
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
+        let col = if explain == "EXPLAIN" { 0 } else { 3 };
+        rows.iter()
+            .map(|r| r.try_get::<String, _>(col).unwrap())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[tokio::test]
+    async fn due_query_uses_its_index_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = FleetDb::open(dir.path().to_str().unwrap()).await.unwrap();
+        let plan = due_plan(&db, "EXPLAIN QUERY PLAN").await;
+        assert!(plan.contains("USING INDEX certificates_due"), "{plan}");
+        assert!(
+            !plan.contains("TEMP B-TREE"),
+            "sorts instead of reading in index order:\n{plan}"
+        );
+    }
+
+    #[tokio::test]
+    async fn due_query_uses_its_index_on_postgres() {
+        let pg = tokio::task::spawn_blocking(certfleet_testkit::PgDatabase::create)
+            .await
+            .unwrap()
+            .unwrap();
+        let db = FleetDb::open(pg.url()).await.unwrap();
+        let plan = due_plan(&db, "EXPLAIN").await;
+        assert!(plan.contains("certificates_due"), "{plan}");
+        assert!(
+            !plan.contains("Sort"),
+            "sorts instead of reading in index order:\n{plan}"
+        );
+    }
 }
