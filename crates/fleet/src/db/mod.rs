@@ -12,7 +12,7 @@
 //! Every method takes the current time from the caller, so the renewal logic is tested without
 //! sleeping.
 
-/// Every column of `certificates` but the key blobs, as [`cert_from_row`] reads them.
+/// Every column of `certificates` but the key blobs, as `certificates::cert_from_row` reads them.
 macro_rules! cert_columns {
     () => {
         "id, name, identifiers, enabled, comment, key_type, challenge, custody, acme_server, \
