@@ -10,6 +10,7 @@
 
 pub mod agent;
 pub mod client;
+pub mod db;
 pub mod pki;
 pub mod proto;
 pub mod secretbox;
