@@ -40,6 +40,7 @@ pub async fn run(g: &GlobalArgs, a: &CertonlyArgs, matches: &clap::ArgMatches) -
         return csr_flow(g, a, csr_path, identifiers, &progress).await;
     }
     check_count(identifiers.len()).map_err(|e| CliError::usage(e.to_string()))?;
+    check_storable(a)?;
 
     let key_spec = key_spec(a)?;
     let auth = AuthSpec::from_args(a, matches, &identifiers)?;
@@ -236,15 +237,7 @@ fn record_renewal_params(
             conf.set_param("elliptic_curve", spec.curve().unwrap_or("secp256r1"));
         }
     }
-    for (key, val) in [
-        ("pre_hook", &a.pre_hook),
-        ("post_hook", &a.post_hook),
-        ("renew_hook", &a.deploy_hook),
-        ("preferred_chain", &a.preferred_chain),
-        ("preferred_profile", &a.preferred_profile),
-        ("required_profile", &a.required_profile),
-        (crate::deploy::RELOAD_CONF_KEY, &a.deploy_reload),
-    ] {
+    for (_, key, val) in saved_strings(a) {
         if let Some(v) = val {
             conf.set_param(key, v.clone());
         }
@@ -255,6 +248,43 @@ fn record_renewal_params(
     if let Some(b) = g.ca_bundle() {
         conf.set_param("ca_bundle", b.display().to_string());
     }
+}
+
+/// The free-text flags saved in `[renewalparams]`: (flag, conf key, value).
+fn saved_strings(a: &CertonlyArgs) -> [(&'static str, &'static str, &Option<String>); 7] {
+    [
+        ("--pre-hook", "pre_hook", &a.pre_hook),
+        ("--post-hook", "post_hook", &a.post_hook),
+        ("--deploy-hook", "renew_hook", &a.deploy_hook),
+        ("--preferred-chain", "preferred_chain", &a.preferred_chain),
+        ("--preferred-profile", "preferred_profile", &a.preferred_profile),
+        ("--required-profile", "required_profile", &a.required_profile),
+        (
+            "--deploy-reload",
+            crate::deploy::RELOAD_CONF_KEY,
+            &a.deploy_reload,
+        ),
+    ]
+}
+
+/// Refuse a flag value that certbot's renewal conf (configobj) cannot store before any CA
+/// work, rather than after issuance (issue 11).
+fn check_storable(a: &CertonlyArgs) -> Result<()> {
+    for (flag, key, val) in saved_strings(a) {
+        let Some(v) = val else { continue };
+        let mut probe = RenewalConf::new();
+        probe.set_param(key, v.as_str());
+        if let Err(e) = probe.to_text() {
+            let why = match e {
+                certfleet_store::StoreError::ConfValue { msg, .. } => msg,
+                other => other.to_string(),
+            };
+            return Err(CliError::usage(format!(
+                "{flag} cannot be saved in the renewal conf as `{key}`: {why}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `--csr`: the key stays with the caller; write cert, chain and fullchain where asked
