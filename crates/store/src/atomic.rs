@@ -33,6 +33,41 @@ fn temp_path(target: &Path, what: &str) -> Result<PathBuf, StoreError> {
     Ok(target.with_file_name(format!(".{name}.{what}-{}-{n}", std::process::id())))
 }
 
+/// Whether `name` is one of our temporary names (`.NAME.tmp-PID-N`, `.NAME.link-PID-N`).
+pub fn is_temp_name(name: &str) -> bool {
+    let Some((_, tail)) = name.strip_prefix('.').and_then(|n| n.rsplit_once('.')) else {
+        return false;
+    };
+    let Some((what, rest)) = tail.split_once('-') else {
+        return false;
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    matches!(what, "tmp" | "link") && rest.split_once('-').is_some_and(|(p, n)| digits(p) && digits(n))
+}
+
+/// Remove the temporary files in `dir` that other (dead) processes left behind; only call
+/// it with the store lock held. Returns what was removed; errors are logged.
+pub fn remove_temp_files(dir: &Path) -> Vec<PathBuf> {
+    let own = format!("-{}-", std::process::id());
+    let mut removed = Vec::new();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return removed;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !is_temp_name(name) || name.contains(&own) {
+            continue;
+        }
+        let path = entry.path();
+        match fs::remove_file(&path) {
+            Ok(()) => removed.push(path),
+            Err(e) => tracing::warn!("cannot remove leftover {}: {e}", path.display()),
+        }
+    }
+    removed
+}
+
 fn parent(path: &Path) -> &Path {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -138,6 +173,23 @@ mod tests {
         replace_symlink(Path::new("a2.pem"), &l).unwrap();
         assert_eq!(fs::read_link(&l).unwrap(), Path::new("a2.pem"));
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn temp_names_are_recognised() {
+        let t = temp_path(Path::new("/x/cert1.pem"), "tmp").unwrap();
+        assert!(is_temp_name(t.file_name().unwrap().to_str().unwrap()));
+        assert!(is_temp_name(".privkey3.pem.link-12-0"));
+        for n in [
+            "cert1.pem",
+            ".cert1.pem",
+            ".a.tmp-1",
+            ".a.tmp-x-1",
+            ".a.new-12",
+            "a.tmp-1-2",
+        ] {
+            assert!(!is_temp_name(n), "{n}");
+        }
     }
 
     #[test]

@@ -48,7 +48,7 @@ pub async fn run(g: &GlobalArgs, a: &CertonlyArgs, matches: &clap::ArgMatches) -
     solver.preflight(&identifiers).await.map_err(CliError::solver)?;
 
     let store = account::store(g);
-    let _lock = if a.dry_run {
+    let lock = if a.dry_run {
         None
     } else {
         Some(store.lock().map_err(CliError::store)?)
@@ -151,9 +151,14 @@ pub async fn run(g: &GlobalArgs, a: &CertonlyArgs, matches: &clap::ArgMatches) -
 
     let name = match &existing {
         Some(l) => l.name.clone(),
-        None => store
-            .new_lineage_name(&names, a.cert_name.as_deref())
-            .map_err(CliError::store)?,
+        None => {
+            let lock = lock
+                .as_ref()
+                .ok_or_else(|| CliError::store("internal error: the store lock is not held"))?;
+            store
+                .new_lineage_name(&names, a.cert_name.as_deref(), lock)
+                .map_err(CliError::store)?
+        }
     };
     let mut conf = existing.as_ref().map(|l| l.conf.clone()).unwrap_or_default();
     record_renewal_params(&mut conf, g, a, &acct, key_spec);
