@@ -68,6 +68,46 @@ pub fn remove_temp_files(dir: &Path) -> Vec<PathBuf> {
     removed
 }
 
+/// Read a file that must be a regular file. It is opened with `O_NONBLOCK` and checked
+/// before reading, so a FIFO (or device) where a conf should be never blocks us: reading
+/// a FIFO waits for a writer forever, while we hold the store lock.
+pub fn read_regular(path: &Path) -> Result<Vec<u8>, StoreError> {
+    use std::io::Read;
+    let mut f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .ctx("open", path)?;
+    let m = f.metadata().ctx("stat", path)?;
+    if !m.is_file() {
+        return Err(StoreError::NotRegular {
+            path: path.to_path_buf(),
+            kind: file_kind(&m.file_type()),
+        });
+    }
+    let mut data = Vec::with_capacity(m.len() as usize);
+    f.read_to_end(&mut data).ctx("read", path)?;
+    Ok(data)
+}
+
+/// What a non-regular file is, for messages.
+pub fn file_kind(t: &fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() || t.is_block_device() {
+        "a device"
+    } else if t.is_symlink() {
+        "a symlink"
+    } else {
+        "not a regular file"
+    }
+}
+
 fn parent(path: &Path) -> &Path {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,

@@ -197,10 +197,20 @@ impl Store {
             let file_name = entry.file_name();
             let Some(n) = file_name.to_str() else { continue };
             // glob("*.conf") skips hidden files, which is also where our temp files live.
-            if let Some(stem) = n.strip_suffix(".conf")
-                && !n.starts_with('.')
-            {
-                names.push(stem.to_string());
+            let Some(stem) = n.strip_suffix(".conf").filter(|_| !n.starts_with('.')) else {
+                continue;
+            };
+            // Only regular files (or links to them): opening a FIFO would block forever
+            // while we hold the lock. stat does not open it.
+            let path = entry.path();
+            match fs::metadata(&path) {
+                Ok(m) if m.is_file() => names.push(stem.to_string()),
+                Ok(m) => tracing::warn!(
+                    "skipping {}: it is {}, not a regular file",
+                    path.display(),
+                    atomic::file_kind(&m.file_type())
+                ),
+                Err(e) => tracing::warn!("skipping {}: {e}", path.display()),
             }
         }
         names.sort();

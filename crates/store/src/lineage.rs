@@ -359,11 +359,17 @@ pub fn validate_name(name: &str) -> Result<(), StoreError> {
     if name.is_empty() {
         return bad("it is empty");
     }
-    if name.contains('/') || name.contains('\0') {
+    if name.contains('/') {
         return bad("it contains '/' (use a plain name such as example.com)");
     }
+    if name.chars().any(char::is_control) {
+        return bad("it contains a control character");
+    }
     if name.starts_with('.') {
-        return bad("it starts with '.'");
+        return bad("it starts with '.' (names such as . and .. would leave live/)");
+    }
+    if name.starts_with('-') {
+        return bad("it starts with '-' (it would read as an option to other tools)");
     }
     Ok(())
 }
@@ -822,6 +828,30 @@ fn switch_links_journal(lineage: &Lineage, targets: &[(PathBuf, PathBuf); 4]) ->
     Ok(())
 }
 
+/// A conf without `[renewalparams]` (or without `server` in it) does not say which CA
+/// issued the certificate: renewing it "with the defaults" would go to Let's Encrypt
+/// production with whatever account happens to exist. certbot skips such a file as a
+/// parse failure; so do we, saying how to repair it.
+fn check_renewal_params(name: &str, conf_path: &Path, conf: &RenewalConf) -> Result<(), StoreError> {
+    let missing = match conf.params() {
+        None => "has no [renewalparams] section",
+        Some(p) if p.get_str("server").is_none_or(|s| s.trim().is_empty()) => {
+            "has no `server =` line in [renewalparams]"
+        }
+        Some(_) => return Ok(()),
+    };
+    Err(StoreError::LineageBroken {
+        name: name.to_string(),
+        path: conf_path.to_path_buf(),
+        msg: format!(
+            "the renewal conf {missing}, so it does not say which CA and account to renew with \
+             (certfleet never falls back to a default CA); restore the file from a backup, add \
+             `server = <ACME directory URL>` (and account, authenticator) under [renewalparams], or \
+             re-issue with `certfleet certonly --cert-name {name} --server URL -d ...`"
+        ),
+    })
+}
+
 /// Load a lineage from its conf (repairing an interrupted link switch first).
 pub(crate) fn load(
     name: &str,
@@ -842,6 +872,7 @@ pub(crate) fn load(
         })?;
         live[k.idx()] = PathBuf::from(p);
     }
+    check_renewal_params(name, &conf_path, &conf)?;
     let archive_dir = conf.archive_dir().map(PathBuf::from).unwrap_or(default_archive);
     fix_symlinks(&live, config_dir)?;
     let mut raw_targets: [Option<PathBuf>; 4] = Default::default();

@@ -207,7 +207,7 @@ impl RenewalConf {
     }
 
     pub fn load(path: &Path) -> Result<Self, StoreError> {
-        let bytes = std::fs::read(path).map_err(|e| StoreError::io("read", path, e))?;
+        let bytes = crate::atomic::read_regular(path)?;
         let text = String::from_utf8(bytes).map_err(|e| StoreError::ConfParse {
             path: path.to_path_buf(),
             line: 1 + e.as_bytes()[..e.utf8_error().valid_up_to()]

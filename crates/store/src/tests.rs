@@ -414,3 +414,48 @@ fn renewal_keeps_other_files_in_the_live_directory() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// A FIFO in renewal/ hung `renew` and `certificates` (reading it waits for a writer
+/// forever, under the store lock). It is skipped with a warning; loading it by name fails
+/// at once, naming it.
+#[test]
+fn fifo_in_renewal_dir_is_skipped_not_opened() {
+    let (_d, s) = store();
+    s.save_version("a.example", &self_signed(&["a.example"]), &conf())
+        .unwrap();
+    let fifo = s.conf_path("stuck");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    fs::create_dir(s.conf_path("dir")).unwrap();
+    let t = Instant::now();
+    assert_eq!(s.list_lineages().unwrap(), vec!["a.example".to_string()]);
+    let e = s.load_lineage("stuck").unwrap_err().to_string();
+    assert!(e.contains("stuck.conf") && e.contains("FIFO"), "{e}");
+    assert!(t.elapsed().as_secs() < 5);
+}
+
+/// A conf without [renewalparams] was renewed against Let's Encrypt production by default.
+/// It is broken: the error names the file and says how to repair it.
+#[test]
+fn conf_without_renewalparams_is_broken_not_defaulted() {
+    let (_d, s) = store();
+    s.save_version("a.example", &self_signed(&["a.example"]), &conf())
+        .unwrap();
+    let path = s.conf_path("a.example");
+    let text = fs::read_to_string(&path).unwrap();
+    let cut = text.find("\n# Options used in the renewal process").unwrap();
+    fs::write(&path, &text[..cut + 1]).unwrap();
+    let e = s.load_lineage("a.example").unwrap_err().to_string();
+    assert!(
+        e.contains("a.example.conf") && e.contains("[renewalparams]"),
+        "{e}"
+    );
+    assert!(e.contains("server = ") && e.contains("never falls back"), "{e}");
+    // Present but without a server: the same.
+    fs::write(
+        &path,
+        format!("{}\n[renewalparams]\nauthenticator = webroot\n", &text[..cut]),
+    )
+    .unwrap();
+    let e = s.load_lineage("a.example").unwrap_err().to_string();
+    assert!(e.contains("`server =`"), "{e}");
+}
