@@ -1,6 +1,15 @@
 //! The `certfleet` binary: parse, dispatch to a verb, turn errors into a message and an
 //! exit code.
 
+/// `println!` for command output that does not panic on a closed pipe (verbs/output.rs).
+macro_rules! outln {
+    ($($arg:tt)*) => { $crate::verbs::output::line(false, format_args!($($arg)*)) };
+}
+/// `eprintln!` that does not panic on a closed pipe.
+macro_rules! errln {
+    ($($arg:tt)*) => { $crate::verbs::output::line(true, format_args!($($arg)*)) };
+}
+
 mod account;
 mod args;
 mod authenticator;
@@ -86,7 +95,7 @@ pub fn dry_run_server(g: &args::GlobalArgs, dry_run: bool) -> args::GlobalArgs {
 }
 
 fn report(e: CliError) -> std::process::ExitCode {
-    eprintln!("certfleet: {}", e.message);
+    errln!("certfleet: {}", e.message);
     std::process::ExitCode::from(e.code as u8)
 }
 

@@ -82,7 +82,7 @@ pub async fn run(g: &GlobalArgs, a: &CertonlyArgs, matches: &clap::ArgMatches) -
         && sorted(lin.names().unwrap_or_default()) == sorted(names.clone())
         && !is_due(&info)
     {
-        println!(
+        outln!(
             "Certificate not yet due for renewal; no action taken.\n  {} expires on {} ({} days left); use --force-renewal to renew now.",
             lin.name,
             info.not_after.date(),
@@ -140,7 +140,7 @@ pub async fn run(g: &GlobalArgs, a: &CertonlyArgs, matches: &clap::ArgMatches) -
 
     if a.dry_run {
         if !g.quiet {
-            println!(
+            outln!(
                 "The dry run was successful: the CA validated {} (nothing was saved).",
                 names.join(", ")
             );
@@ -171,16 +171,16 @@ pub async fn run(g: &GlobalArgs, a: &CertonlyArgs, matches: &clap::ArgMatches) -
     let lineage = store.load_lineage(&name).map_err(CliError::store)?;
 
     if !g.quiet {
-        println!("Successfully received certificate.");
-        println!(
+        outln!("Successfully received certificate.");
+        outln!(
             "Certificate is saved at: {}",
             lineage.live_path(Kind::Fullchain).display()
         );
-        println!(
+        outln!(
             "Key is saved at:         {}",
             lineage.live_path(Kind::Privkey).display()
         );
-        println!("This certificate expires on {}.", issued.info.not_after.date());
+        outln!("This certificate expires on {}.", issued.info.not_after.date());
     }
     // As certbot: deploy hooks on every issuance, not only on `renew`.
     let saved_names = lineage.names().unwrap_or_else(|_| names.clone());
@@ -348,7 +348,7 @@ async fn csr_flow(
     let issued = issue::interruptible(solver.as_ref(), issuance).await?;
     progress.finish();
     if a.dry_run {
-        println!("The dry run was successful (nothing was saved).");
+        outln!("The dry run was successful (nothing was saved).");
         return Ok(ProcessExit::SUCCESS);
     }
     let outputs = [
@@ -370,7 +370,7 @@ async fn csr_flow(
     for (path, pem) in outputs {
         certfleet_store::atomic::write_file(&path, pem.as_bytes(), 0o644).map_err(CliError::store)?;
         if !g.quiet {
-            println!("Saved {}", path.display());
+            outln!("Saved {}", path.display());
         }
     }
     Ok(ProcessExit::SUCCESS)

@@ -184,11 +184,11 @@ pub fn reconfigure(g: &GlobalArgs, a: &ReconfigureArgs) -> Result<ProcessExit> {
     AuthSpec::from_conf(&conf, &ids)?;
     write_conf(&lin.conf_path, &conf)?;
     if !g.quiet {
-        println!("Updated {}:", lin.conf_path.display());
+        outln!("Updated {}:", lin.conf_path.display());
         for c in &changes {
-            println!("  {c}");
+            outln!("  {c}");
         }
-        println!("No certificate was issued; the changes apply from the next renewal.");
+        outln!("No certificate was issued; the changes apply from the next renewal.");
     }
     Ok(ProcessExit::SUCCESS)
 }
@@ -217,7 +217,7 @@ pub fn update_symlinks(g: &GlobalArgs, a: &UpdateSymlinksArgs) -> Result<Process
             Ok(v) => {
                 if !g.quiet {
                     let lin = store.load_lineage(n).map_err(CliError::store)?;
-                    println!(
+                    outln!(
                         "{n}: live links point at version {v} ({})",
                         lin.live_path(Kind::Cert).display()
                     );
@@ -225,7 +225,7 @@ pub fn update_symlinks(g: &GlobalArgs, a: &UpdateSymlinksArgs) -> Result<Process
             }
             Err(e) => {
                 failed = true;
-                eprintln!("certfleet: {n}: {e}");
+                errln!("certfleet: {n}: {e}");
             }
         }
     }
