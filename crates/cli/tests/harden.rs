@@ -99,22 +99,8 @@ fn retry_after_killed_first_certonly_reuses_the_name() {
         "before-renewal-conf",
     ] {
         let name = format!("{}.example.test", point.replace('-', ""));
-        let port = env.pebble.http_port().to_string();
         let out = env
-            .cmd(&[
-                "certonly",
-                "--standalone",
-                "--http-01-address",
-                "127.0.0.1",
-                "--http-01-port",
-                &port,
-                "--agree-tos",
-                "-m",
-                "admin@example.test",
-                "-n",
-                "-d",
-                &name,
-            ])
+            .certonly_standalone_cmd(&[&name], &[])
             .env("CERTFLEET_CRASH_AT", point)
             .output()
             .unwrap();

@@ -136,11 +136,7 @@ fn naming_suffixes_and_orphans() {
 #[test]
 fn interrupted_switch_is_rolled_back_on_load() {
     let (_d, s) = store();
-    s.save_version("a.example", &self_signed(&["a.example"]), &conf())
-        .unwrap();
-    s.save_version("a.example", &self_signed(&["a.example"]), &conf())
-        .unwrap();
-    let live = s.dirs().live_dir().join("a.example");
+    let live = two_versions(&s);
     // Simulate a crash mid-switch from version 1 to 2: journal complete, cert already on 2.
     for k in Kind::ALL {
         let target = format!("../../archive/a.example/{}1.pem", k.as_str());
@@ -311,32 +307,16 @@ fn unstorable_hook_is_refused_before_anything_is_written() {
 #[test]
 fn update_symlinks_refuses_links_to_missing_files() {
     let (_d, s) = store();
-    s.save_version("a.example", &self_signed(&["a.example"]), &conf())
-        .unwrap();
-    s.save_version("a.example", &self_signed(&["a.example"]), &conf())
-        .unwrap();
-    let live = s.dirs().live_dir().join("a.example");
+    let live = two_versions(&s);
     // Links whose directory part points elsewhere (an archive moved by hand), on version 1.
-    for k in Kind::ALL {
-        let target = format!("../../archive/moved/{}1.pem", k.as_str());
-        atomic::replace_symlink(Path::new(&target), &live.join(format!("{}.pem", k.as_str()))).unwrap();
-    }
-    let before: Vec<_> = Kind::ALL
-        .iter()
-        .map(|k| fs::read_link(live.join(format!("{}.pem", k.as_str()))).unwrap())
-        .collect();
+    set_links(&live, "moved", 1);
+    let links = || Kind::ALL.map(|k| fs::read_link(live.join(format!("{}.pem", k.as_str()))).unwrap());
+    let before = links();
     let err = s.update_symlinks("a.example").unwrap_err().to_string();
     assert!(err.contains("archive/moved/cert2.pem"), "{err}");
-    let after: Vec<_> = Kind::ALL
-        .iter()
-        .map(|k| fs::read_link(live.join(format!("{}.pem", k.as_str()))).unwrap())
-        .collect();
-    assert_eq!(before, after, "no link changed");
+    assert_eq!(before, links(), "no link changed");
     // Already on version 2 but the targets are missing: still an error, not success.
-    for k in Kind::ALL {
-        let target = format!("../../archive/moved/{}2.pem", k.as_str());
-        atomic::replace_symlink(Path::new(&target), &live.join(format!("{}.pem", k.as_str()))).unwrap();
-    }
+    set_links(&live, "moved", 2);
     assert!(s.update_symlinks("a.example").is_err());
 }
 
@@ -458,4 +438,21 @@ fn conf_without_renewalparams_is_broken_not_defaulted() {
     .unwrap();
     let e = s.load_lineage("a.example").unwrap_err().to_string();
     assert!(e.contains("`server =`"), "{e}");
+}
+
+/// Point the four live links at `../../archive/DIR/{kind}VERSION.pem`.
+fn set_links(live: &Path, dir: &str, version: u32) {
+    for k in Kind::ALL {
+        let target = format!("../../archive/{dir}/{}{version}.pem", k.as_str());
+        atomic::replace_symlink(Path::new(&target), &live.join(format!("{}.pem", k.as_str()))).unwrap();
+    }
+}
+
+/// Lineage a.example with versions 1 and 2 (2 live); returns its live directory.
+fn two_versions(s: &Store) -> PathBuf {
+    for _ in 0..2 {
+        s.save_version("a.example", &self_signed(&["a.example"]), &conf())
+            .unwrap();
+    }
+    s.dirs().live_dir().join("a.example")
 }
