@@ -152,10 +152,10 @@ pub fn print_summary(r: &PassReport, dry_run: bool) {
 
 fn print_problems(r: &PassReport) {
     for w in &r.warnings {
-        eprintln!("certfleet: warning: {w}");
+        errln!("certfleet: warning: {w}");
     }
     for h in &r.hook_failures {
-        eprintln!("certfleet: hook failed: {h}");
+        errln!("certfleet: hook failed: {h}");
     }
 }
 
