@@ -4,10 +4,12 @@
 
 mod account;
 mod args;
+mod args_certbot;
 mod authenticator;
 mod cli_ini;
 mod deploy;
 mod error;
+mod overrides;
 mod progress;
 mod verbs;
 

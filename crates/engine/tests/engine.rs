@@ -123,6 +123,8 @@ async fn issue_returns_the_bundle_and_renewal_pass_uses_the_clock() {
         server_override: None,
         ca_bundle: None,
         account_override: None,
+        overrides: Default::default(),
+        registration: Default::default(),
         stop: Arc::new(AtomicBool::new(false)),
         clock,
         events,

@@ -25,6 +25,7 @@ pub async fn run(g: &GlobalArgs, a: &RenewArgs) -> Result<ProcessExit> {
     let _lock = store.lock().map_err(CliError::store)?;
     let opts = pass_options(g, &a.hooks, a.jobs, a.dry_run)?;
     let opts = PassOptions {
+        overrides: crate::overrides::renew_overrides(&a.auth, &a.plugins, &a.compat)?,
         only: a.cert_name.clone(),
         force: a.force_renewal,
         next_run: Some(OffsetDateTime::now_utc() + TIMER_PERIOD),
@@ -67,6 +68,8 @@ pub fn pass_options(g: &GlobalArgs, h: &RenewHookArgs, jobs: u16, dry_run: bool)
         server_override,
         ca_bundle: g.ca_bundle(),
         account_override: g.account.clone(),
+        overrides: Default::default(),
+        registration: account::options(g),
         stop: Arc::new(AtomicBool::new(false)),
         clock: Arc::new(SystemClock),
         events: Arc::new(RenewalLines { verbose: !g.quiet }),
