@@ -28,6 +28,7 @@ pub mod nginx;
 pub mod pebble;
 pub mod ports;
 pub mod tls;
+pub mod webserver;
 
 pub use a2c::{Acme2Certifier, Acme2CertifierBuilder};
 pub use certbot::{Certbot, CertbotOutput};

@@ -507,12 +507,28 @@ impl Server for Nginx {
                 "nginx: no server block serves {} on port {port}; adding a temporary one",
                 homeless.join(", ")
             );
+            // nginx picks the blocks by address first: listen where the others on this port
+            // listen (each address), else on every address.
+            let mut listens: Vec<String> = Vec::new();
+            for l in all.iter().flat_map(|b| &b.listens).filter(|l| l.port == port && !l.ssl) {
+                let text = match &l.host {
+                    Some(h) => format!("listen {h}:{port};"),
+                    None => format!("listen {port};"),
+                };
+                if !listens.contains(&text) {
+                    listens.push(text);
+                }
+            }
+            if listens.is_empty() {
+                listens.push(format!("listen {port};"));
+            }
             let servers = own_dir.join("servers.conf");
             plan.own.push((
                 servers.clone(),
                 format!(
                     "# certfleet: temporary server block for http-01, removed after validation\n\
-                     server {{\n    listen {port};\n    server_name {};\n    root {};\n    include {};\n}}\n",
+                     server {{\n    {}\n    server_name {};\n    root {};\n    include {};\n}}\n",
+                    listens.join("\n    "),
                     homeless.join(" "),
                     quoted(&own_dir.join("nonexistent")),
                     quoted(&challenge)
