@@ -72,12 +72,27 @@ fn certbot_nginx_lineage_renews_with_certfleet_and_back() {
     let (hp, sp) = (http.to_string(), https.to_string());
     certbot
         .run_ok(&[
-            "run", "--nginx", "--nginx-server-root", &root, "--nginx-ctl", "nginx", "--http-01-port", &hp,
-            "--https-port", &sp, "-d", "a.example.test", "--agree-tos", "--register-unsafely-without-email",
+            "run",
+            "--nginx",
+            "--nginx-server-root",
+            &root,
+            "--nginx-ctl",
+            "nginx",
+            "--http-01-port",
+            &hp,
+            "--https-port",
+            &sp,
+            "-d",
+            "a.example.test",
+            "--agree-tos",
+            "--register-unsafely-without-email",
         ])
         .unwrap();
     let conf = conf_text(&env, "a.example.test");
-    assert!(conf.contains("authenticator = nginx") && conf.contains("installer = nginx"), "{conf}");
+    assert!(
+        conf.contains("authenticator = nginx") && conf.contains("installer = nginx"),
+        "{conf}"
+    );
     // What certbot's installer left is now the user's configuration; add certbot's
     // https redirect (as `--redirect` writes it for a shared block).
     let site = nginx.server_root().join("sites/a.conf");
@@ -98,14 +113,27 @@ fn certbot_nginx_lineage_renews_with_certfleet_and_back() {
 
     // certfleet renews through nginx and reloads it.
     let out = env.run_ok(&["renew", "--cert-name", "a.example.test", "--force-renewal"]);
-    assert!(stderr(&out).contains("renewed a.example.test"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("renewed a.example.test"),
+        "{}",
+        stderr(&out)
+    );
     let ours = leaf_of(&live);
     assert_ne!(ours, first);
     wait_for_leaf(https, "a.example.test", &ours).unwrap_or_else(|e| panic!("{e}\n{}", nginx.error_log()));
-    assert_eq!(snapshot(nginx.server_root()), before, "nginx configuration changed");
+    assert_eq!(
+        snapshot(nginx.server_root()),
+        before,
+        "nginx configuration changed"
+    );
     env.verify_lineage("a.example.test", &["a.example.test"]);
     let conf = conf_text(&env, "a.example.test");
-    for line in ["authenticator = nginx", "installer = nginx", "version = 2.1.0", &format!("http01_port = {http}")] {
+    for line in [
+        "authenticator = nginx",
+        "installer = nginx",
+        "version = 2.1.0",
+        &format!("http01_port = {http}"),
+    ] {
         assert!(conf.lines().any(|l| l == line), "{line} missing:\n{conf}");
     }
     // The challenge went through nginx, and nothing of it is left behind.
@@ -132,7 +160,14 @@ fn certbot_nginx_lineage_renews_with_certfleet_and_back() {
         .unwrap()
         .replace(&format!("http01_port = {http}"), "http01_port = 1");
     std::fs::write(&path, wrong).unwrap();
-    env.run_ok(&["renew", "--cert-name", "a.example.test", "--force-renewal", "--http-01-port", &hp]);
+    env.run_ok(&[
+        "renew",
+        "--cert-name",
+        "a.example.test",
+        "--force-renewal",
+        "--http-01-port",
+        &hp,
+    ]);
     assert!(conf_text(&env, "a.example.test").contains(&format!("http01_port = {http}\n")));
     wait_for_leaf(https, "a.example.test", &leaf_of(&live)).unwrap();
     assert_eq!(snapshot(nginx.server_root()), before);
@@ -153,13 +188,28 @@ fn certonly_nginx_new_certificate() {
     let hp = http.to_string();
     // d.example.test has no server block: nginx's default server for the port answers it.
     env.run_ok(&[
-        "certonly", "--nginx", "--nginx-server-root", &root, "--http-01-port", &hp, "-d", "c.example.test",
-        "-d", "d.example.test", "--agree-tos", "--register-unsafely-without-email", "-n",
+        "certonly",
+        "--nginx",
+        "--nginx-server-root",
+        &root,
+        "--http-01-port",
+        &hp,
+        "-d",
+        "c.example.test",
+        "-d",
+        "d.example.test",
+        "--agree-tos",
+        "--register-unsafely-without-email",
+        "-n",
     ]);
     assert_eq!(snapshot(nginx.server_root()), before);
     env.verify_lineage("c.example.test", &["c.example.test", "d.example.test"]);
     let conf = conf_text(&env, "c.example.test");
-    for line in ["authenticator = nginx", "installer = nginx", &format!("nginx_server_root = {root}")] {
+    for line in [
+        "authenticator = nginx",
+        "installer = nginx",
+        &format!("nginx_server_root = {root}"),
+    ] {
         assert!(conf.lines().any(|l| l == line), "{line} missing:\n{conf}");
     }
     env.run_ok(&["renew", "--force-renewal"]);
@@ -203,8 +253,19 @@ fn certbot_manual_http_hooks_lineage_renews() {
     let (a, c) = (auth.display().to_string(), cleanup.display().to_string());
     certbot(&env)
         .run_ok(&[
-            "certonly", "--manual", "--preferred-challenges", "http", "--manual-auth-hook", &a,
-            "--manual-cleanup-hook", &c, "-d", "m.example.test", "-d", "n.example.test", "--agree-tos",
+            "certonly",
+            "--manual",
+            "--preferred-challenges",
+            "http",
+            "--manual-auth-hook",
+            &a,
+            "--manual-cleanup-hook",
+            &c,
+            "-d",
+            "m.example.test",
+            "-d",
+            "n.example.test",
+            "--agree-tos",
             "--register-unsafely-without-email",
         ])
         .unwrap();
@@ -217,10 +278,20 @@ fn certbot_manual_http_hooks_lineage_renews() {
     let mut lines: Vec<&str> = text.lines().collect();
     lines.sort();
     assert_eq!(lines.len(), 4, "{text}");
-    assert!(lines[0].starts_with("auth m.example.test 1 m.example.test,n.example.test"), "{text}");
-    assert!(lines[1].starts_with("auth n.example.test 0 m.example.test,n.example.test"), "{text}");
+    assert!(
+        lines[0].starts_with("auth m.example.test 1 m.example.test,n.example.test"),
+        "{text}"
+    );
+    assert!(
+        lines[1].starts_with("auth n.example.test 0 m.example.test,n.example.test"),
+        "{text}"
+    );
     assert!(lines[2].starts_with("cleanup m.example.test made-"), "{text}");
-    assert_eq!(std::fs::read_dir(&webroot).unwrap().count(), 0, "cleanup left files");
+    assert_eq!(
+        std::fs::read_dir(&webroot).unwrap().count(),
+        0,
+        "cleanup left files"
+    );
     // certbot renews it back.
     certbot(&env)
         .run_ok(&["renew", "--cert-name", "m.example.test", "--force-renewal"])
@@ -248,13 +319,29 @@ fn certbot_apache_lineage_renews_with_certfleet_and_back() {
     let hp = http.to_string();
     certbot
         .run_ok(&[
-            "certonly", "--apache", "--apache-server-root", &root, "--apache-ctl", &ctl,
-            "--apache-handle-modules", "False", "--apache-handle-sites", "False", "--http-01-port", &hp,
-            "-d", "a.example.test", "--agree-tos", "--register-unsafely-without-email",
+            "certonly",
+            "--apache",
+            "--apache-server-root",
+            &root,
+            "--apache-ctl",
+            &ctl,
+            "--apache-handle-modules",
+            "False",
+            "--apache-handle-sites",
+            "False",
+            "--http-01-port",
+            &hp,
+            "-d",
+            "a.example.test",
+            "--agree-tos",
+            "--register-unsafely-without-email",
         ])
         .unwrap_or_else(|e| panic!("{e}\n{}", apache.error_log()));
     let conf = conf_text(&env, "a.example.test");
-    assert!(conf.contains("authenticator = apache") && conf.contains("installer = apache"), "{conf}");
+    assert!(
+        conf.contains("authenticator = apache") && conf.contains("installer = apache"),
+        "{conf}"
+    );
     let live = env.live("a.example.test");
     let ssl = format!(
         "<VirtualHost 127.0.0.1:{https}>\n    ServerName a.example.test\n    SSLEngine on\n\
@@ -272,7 +359,11 @@ fn certbot_apache_lineage_renews_with_certfleet_and_back() {
     let ours = leaf_of(&live);
     assert_ne!(ours, first);
     wait_for_leaf(https, "a.example.test", &ours).unwrap_or_else(|e| panic!("{e}\n{}", apache.error_log()));
-    assert_eq!(snapshot(apache.server_root()), before, "Apache configuration changed");
+    assert_eq!(
+        snapshot(apache.server_root()),
+        before,
+        "Apache configuration changed"
+    );
     env.verify_lineage("a.example.test", &["a.example.test"]);
 
     certbot
@@ -283,4 +374,87 @@ fn certbot_apache_lineage_renews_with_certfleet_and_back() {
     // certbot's installer reloads Apache itself.
     wait_for_leaf(https, "a.example.test", &theirs).unwrap();
     assert_eq!(snapshot(apache.server_root()), before);
+}
+
+/// The temporary configuration goes away when validation fails and when the run is
+/// interrupted (Ctrl-C while it is in place); nginx keeps running a valid configuration.
+#[test]
+fn nginx_challenge_removed_on_failure_and_ctrl_c() {
+    let http = free_port();
+    let env = Env::new(pebble(http));
+    // A standalone lineage first, then nginx takes the port: `renew --nginx` switches it.
+    let out = env.certonly_standalone(&["f.example.test"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // nginx answers on 127.0.0.2 only, where the CA (127.0.0.1) does not look: validation fails.
+    let site = format!("server {{\n    listen 127.0.0.2:{http};\n    server_name f.example.test;\n}}\n");
+    let nginx = NginxSites::start(&[("f.conf", site)], &[]).unwrap();
+    let root = nginx.server_root().display().to_string();
+    let before = snapshot(nginx.server_root());
+    let renew = [
+        "renew",
+        "--force-renewal",
+        "--nginx",
+        "--nginx-server-root",
+        &root,
+    ];
+
+    let out = env.run(&renew);
+    assert_eq!(out.status.code(), Some(10), "{}", stderr(&out));
+    assert!(stderr(&out).contains("f.example.test"), "{}", stderr(&out));
+    assert_eq!(snapshot(nginx.server_root()), before);
+
+    // Ctrl-C while the include is in place: an nginx_ctl whose reload is slow keeps it there.
+    let slow = env.tmp.path().join("slow-nginx");
+    std::fs::write(
+        &slow,
+        "#!/bin/sh
+case \"$*\" in *reload*) sleep 3;; esac\nexec nginx \"$@\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&slow, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let slow = slow.display().to_string();
+    let renew = [&renew[..], &["--nginx-ctl", &slow]].concat();
+    let child = env
+        .cmd(&renew)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let own = env.tmp.path().join("work/certfleet-http01");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let journal = loop {
+        let found = own
+            .read_dir()
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|d| d.path().join("journal.json"))
+            .find(|j| j.exists());
+        if let Some(j) = found {
+            break j;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the challenge configuration never appeared"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_ne!(
+        snapshot(nginx.server_root()),
+        before,
+        "the include should be in place now"
+    );
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("interrupted"), "{err}");
+    assert!(!journal.exists());
+    assert_eq!(snapshot(nginx.server_root()), before);
+    let test = std::process::Command::new("nginx")
+        .args(["-c", &format!("{root}/nginx.conf"), "-t"])
+        .output()
+        .unwrap();
+    assert!(test.status.success());
 }

@@ -65,6 +65,10 @@ pub struct PassOptions {
     pub registration: crate::account::AccountOptions,
     /// Set by a signal handler: start no new renewal, finish the ones in flight.
     pub stop: Arc<AtomicBool>,
+    /// Ctrl-C / SIGTERM abort the renewals in flight, removing their challenge responses
+    /// (temporary web server configuration, DNS records) first, as `certonly` does; the
+    /// daemon instead lets them finish.
+    pub interrupt: bool,
     /// What time it is; every decision and every recorded attempt asks it.
     pub clock: Arc<dyn Clock>,
     /// Where renewals starting, succeeding and failing are reported.

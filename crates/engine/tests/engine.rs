@@ -124,6 +124,7 @@ async fn issue_returns_the_bundle_and_renewal_pass_uses_the_clock() {
         ca_bundle: None,
         account_override: None,
         overrides: Default::default(),
+        interrupt: false,
         registration: Default::default(),
         stop: Arc::new(AtomicBool::new(false)),
         clock,

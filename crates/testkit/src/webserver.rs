@@ -87,9 +87,15 @@ impl NginxSites {
         std::fs::create_dir_all(root.join("sites"))?;
         std::fs::create_dir_all(run.join("tmp"))?;
         let mut c = String::from("daemon off;\nmaster_process on;\nworker_processes 1;\nuser root root;\n");
-        c += &format!("pid {0}/nginx.pid;\nerror_log {0}/error.log info;\n", run.display());
+        c += &format!(
+            "pid {0}/nginx.pid;\nerror_log {0}/error.log info;\n",
+            run.display()
+        );
         c += "events { worker_connections 64; }\nhttp {\n";
-        c += &format!("    access_log {}/access.log;\n    default_type text/plain;\n", run.display());
+        c += &format!(
+            "    access_log {}/access.log;\n    default_type text/plain;\n",
+            run.display()
+        );
         for m in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"] {
             c += &format!("    {m}_temp_path {}/tmp/{m};\n", run.display());
         }
@@ -160,11 +166,19 @@ impl ApacheSites {
         let r = root.display();
         let rn = run.display();
         let modules = "/usr/lib/apache2/modules";
-        let mut c = format!("ServerRoot \"{r}\"\nPidFile {rn}/apache2.pid\nDefaultRuntimeDir {rn}\nMutex file:{rn} default\n");
+        let mut c = format!(
+            "ServerRoot \"{r}\"\nPidFile {rn}/apache2.pid\nDefaultRuntimeDir {rn}\nMutex file:{rn} default\n"
+        );
         c += &format!("ErrorLog {rn}/error.log\nLogLevel warn\nServerName localhost\n");
         c += "User www-data\nGroup www-data\n";
         for m in [
-            "mpm_event", "authz_core", "authz_host", "alias", "rewrite", "ssl", "socache_shmcb",
+            "mpm_event",
+            "authz_core",
+            "authz_host",
+            "alias",
+            "rewrite",
+            "ssl",
+            "socache_shmcb",
         ] {
             c += &format!("LoadModule {m}_module {modules}/mod_{m}.so\n");
         }

@@ -86,7 +86,13 @@ pub(super) async fn attempt(
         timeout: TIMEOUT,
     };
     let events = shared.events.as_ref();
-    let issued = match issue::issue(acct, solver.as_ref(), req.clone(), events).await {
+    let first = issue::issue(acct, solver.as_ref(), req.clone(), events);
+    let first = if shared.interrupt {
+        issue::interruptible(solver.as_ref(), first).await
+    } else {
+        first.await
+    };
+    let issued = match first {
         Ok(i) => i,
         // A CA that already saw this certificate replaced (an earlier run crashed after the
         // order) refuses `replaces`; the renewal itself is still wanted.
@@ -100,7 +106,12 @@ pub(super) async fn attempt(
                 replaces: None,
                 ..req
             };
-            issue::issue(acct, solver.as_ref(), req, events).await?
+            let again = issue::issue(acct, solver.as_ref(), req, events);
+            if shared.interrupt {
+                issue::interruptible(solver.as_ref(), again).await?
+            } else {
+                again.await?
+            }
         }
         Err(e) => return Err(e),
     };

@@ -35,6 +35,8 @@ pub(super) struct Shared {
     pub standalone_ports: HashMap<String, Arc<Mutex<()>>>,
     /// certbot's `--new-key`.
     pub new_key: bool,
+    /// See [`PassOptions::interrupt`].
+    pub interrupt: bool,
     /// `--server` was given: renewals record it (and the account used there).
     pub server_override: bool,
     pub stop: Arc<AtomicBool>,
@@ -97,6 +99,7 @@ pub(super) async fn renew_due(
         hook_failures: std::sync::Mutex::new(Vec::new()),
         standalone_ports,
         new_key: opts.overrides.new_key,
+        interrupt: opts.interrupt,
         server_override: opts.server_override.is_some(),
         stop: opts.stop.clone(),
         clock: opts.clock.clone(),

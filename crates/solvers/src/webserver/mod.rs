@@ -315,12 +315,18 @@ impl Solver for WebServerSolver {
             let _ = self.undo(journal.restore()).await;
             return Err(e);
         }
+        // From here on an interruption (the future dropped at any await) leaves the journal
+        // where cleanup_all and Drop find it.
+        *self.active.lock().await = Some(Active { journal, _turn: turn });
         if let Err(e) = self
             .command(&self.server.test_command(), "test the configuration")
             .await
         {
             // Nothing was reloaded: putting the files back is all there is to undo.
-            let r = journal.restore();
+            let r = match self.active.lock().await.take() {
+                Some(a) => a.journal.restore(),
+                None => journal::Restored::default(),
+            };
             return Err(SolverError::Setup(format!(
                 "{kind} rejects the configuration with certfleet's temporary challenge lines, so it was not \
                  reloaded and your files are restored{}: {e}",
@@ -332,10 +338,9 @@ impl Solver for WebServerSolver {
             )));
         }
         if let Err(e) = self.command(&self.server.reload_command(), "reload").await {
-            let _ = self.undo(journal.restore()).await;
+            let _ = self.cleanup_all().await;
             return Err(SolverError::Other(format!("reloading {kind}: {e}")));
         }
-        *self.active.lock().await = Some(Active { journal, _turn: turn });
         self.wait_served(&plan.probes).await;
         Ok(())
     }

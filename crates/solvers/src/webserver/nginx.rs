@@ -510,7 +510,11 @@ impl Server for Nginx {
             // nginx picks the blocks by address first: listen where the others on this port
             // listen (each address), else on every address.
             let mut listens: Vec<String> = Vec::new();
-            for l in all.iter().flat_map(|b| &b.listens).filter(|l| l.port == port && !l.ssl) {
+            for l in all
+                .iter()
+                .flat_map(|b| &b.listens)
+                .filter(|l| l.port == port && !l.ssl)
+            {
                 let text = match &l.host {
                     Some(h) => format!("listen {h}:{port};"),
                     None => format!("listen {port};"),
