@@ -458,3 +458,101 @@ case \"$*\" in *reload*) sleep 3;; esac\nexec nginx \"$@\"\n",
         .unwrap();
     assert!(test.status.success());
 }
+
+/// `renew --server` at a CA where the lineage's account does not exist registers one there
+/// with the lineage's contact (as certbot does), renews, and records the new server and
+/// account; the conf keeps the `version` line certbot wrote.
+#[test]
+fn renew_at_a_new_server_registers_with_the_lineages_contact() {
+    let a = pebble(free_port());
+    let b = Pebble::builder()
+        .http_port(a.http_port())
+        .env("PEBBLE_AUTHZREUSE", "0")
+        .start()
+        .unwrap();
+    let env = Env::new(a);
+    let out = env.certonly_standalone(&["s.example.test"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Trust both CAs' HTTPS; pretend a newer certbot wrote the conf.
+    let bundle = env.tmp.path().join("both.pem");
+    let mut pem = std::fs::read(env.pebble.ca_bundle_path()).unwrap();
+    pem.extend(std::fs::read(b.ca_bundle_path()).unwrap());
+    std::fs::write(&bundle, pem).unwrap();
+    let path = env.config_dir().join("renewal/s.example.test.conf");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let old_account = text
+        .lines()
+        .find(|l| l.starts_with("account = "))
+        .unwrap()
+        .to_string();
+    let text = text
+        .replace("version = 2.1.0", "version = 5.8.0")
+        .lines()
+        .map(|l| {
+            if l.starts_with("ca_bundle = ") {
+                format!("ca_bundle = {}", bundle.display())
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&path, text + "\n").unwrap();
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_certfleet"))
+        .args([
+            "renew",
+            "--force-renewal",
+            "--agree-tos",
+            "--server",
+            &b.directory_url(),
+        ])
+        .arg("--config-dir")
+        .arg(env.config_dir())
+        .arg("--work-dir")
+        .arg(env.tmp.path().join("work"))
+        .env("CERTFLEET_CA_BUNDLE", &bundle)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let conf = conf_text(&env, "s.example.test");
+    assert!(
+        conf.contains(&format!("server = {}\n", b.directory_url())),
+        "{conf}"
+    );
+    assert!(!conf.contains(&format!("{old_account}\n")), "{conf}");
+    assert!(conf.contains("version = 5.8.0\n"), "{conf}");
+    // The new account at B has the lineage's contact.
+    let host = url_host(&b.directory_url());
+    let accounts = env.config_dir().join("accounts").join(host);
+    let regr = walk_find(&accounts, "regr.json").expect("an account saved for the new server");
+    let regr = std::fs::read_to_string(regr).unwrap();
+    assert!(regr.contains("mailto:admin@example.test"), "{regr}");
+    let fullchain = std::fs::read(env.live("s.example.test").join("fullchain.pem")).unwrap();
+    b.verify_chain(&fullchain, &["s.example.test"], std::time::SystemTime::now())
+        .unwrap();
+}
+
+fn url_host(url: &str) -> String {
+    url.split("://")
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+fn walk_find(dir: &Path, name: &str) -> Option<std::path::PathBuf> {
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            if let Some(f) = walk_find(&p, name) {
+                return Some(f);
+            }
+        } else if p.file_name().is_some_and(|n| n == name) {
+            return Some(p);
+        }
+    }
+    None
+}
