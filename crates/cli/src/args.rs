@@ -395,10 +395,12 @@ pub struct CertonlyArgs {
     /// `--dns-<provider>` and its settings, one set per registered DNS provider.
     #[command(flatten)]
     pub dns_providers: DnsProviderArgs,
-    /// dns-01 by hand, or through --manual-auth-hook scripts (with --preferred-challenges dns).
+    /// certbot's manual plugin: http-01 through --manual-auth-hook scripts, or with
+    /// --preferred-challenges dns, dns-01 by hand or through hooks.
     #[arg(long, group = "authenticator", help_heading = "dns-01")]
     pub manual: bool,
-    /// With --manual: command that publishes CERTBOT_VALIDATION at _acme-challenge.CERTBOT_DOMAIN.
+    /// With --manual: command that publishes CERTBOT_VALIDATION (at
+    /// _acme-challenge.CERTBOT_DOMAIN for dns-01, at /.well-known/acme-challenge/CERTBOT_TOKEN for http-01).
     #[arg(long, value_name = "CMD", help_heading = "dns-01")]
     pub manual_auth_hook: Option<String>,
     /// With --manual: command that removes it (gets CERTBOT_AUTH_OUTPUT too).

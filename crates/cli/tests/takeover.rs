@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use certfleet_testkit::nginx::fetch_leaf;
-use certfleet_testkit::webserver::{ApacheSites, NginxSites, snapshot, wait_for_leaf};
+use certfleet_testkit::webserver::{Sites, snapshot, wait_for_leaf};
 use certfleet_testkit::{Certbot, Pebble, free_port, pem_certs};
 use common::{Env, stderr};
 
@@ -65,7 +65,7 @@ fn certbot_nginx_lineage_renews_with_certfleet_and_back() {
     let site_z = format!(
         "server {{\n    listen 127.0.0.1:{http};\n    server_name z.example.test;\n    return 404;\n}}\n"
     );
-    let nginx = NginxSites::start(&[("a.conf", site_a), ("z.conf", site_z)], &[http]).unwrap();
+    let nginx = Sites::nginx(&[("a.conf", site_a), ("z.conf", site_z)], &[http]).unwrap();
     let root = nginx.server_root().display().to_string();
     let env = Env::new(pebble(http));
     let certbot = certbot(&env);
@@ -102,10 +102,7 @@ fn certbot_nginx_lineage_renews_with_certfleet_and_back() {
         1,
     );
     std::fs::write(&site, text).unwrap();
-    std::process::Command::new("nginx")
-        .args(["-c", &format!("{root}/nginx.conf"), "-s", "reload"])
-        .status()
-        .unwrap();
+    nginx.reload().unwrap();
     let live = env.live("a.example.test");
     wait_for_leaf(https, "a.example.test", &leaf_of(&live)).unwrap();
     let before = snapshot(nginx.server_root());
@@ -181,7 +178,7 @@ fn certonly_nginx_new_certificate() {
     let site = format!(
         "server {{\n    listen 127.0.0.1:{http} default_server;\n    server_name c.example.test;\n    location / {{ return 404; }}\n}}\n"
     );
-    let nginx = NginxSites::start(&[("c.conf", site)], &[http]).unwrap();
+    let nginx = Sites::nginx(&[("c.conf", site)], &[http]).unwrap();
     let root = nginx.server_root().display().to_string();
     let env = Env::new(pebble(http));
     let before = snapshot(nginx.server_root());
@@ -278,15 +275,23 @@ fn certbot_manual_http_hooks_lineage_renews() {
     let mut lines: Vec<&str> = text.lines().collect();
     lines.sort();
     assert_eq!(lines.len(), 4, "{text}");
-    assert!(
-        lines[0].starts_with("auth m.example.test 1 m.example.test,n.example.test"),
+    // The CA's order of authorizations decides which name goes first.
+    let auth: Vec<Vec<&str>> = lines[..2].iter().map(|l| l.split(' ').collect()).collect();
+    assert_eq!(
+        (auth[0][1], auth[1][1]),
+        ("m.example.test", "n.example.test"),
         "{text}"
     );
-    assert!(
-        lines[1].starts_with("auth n.example.test 0 m.example.test,n.example.test"),
-        "{text}"
-    );
+    let mut remaining = [auth[0][2], auth[1][2]];
+    remaining.sort();
+    assert_eq!(remaining, ["0", "1"], "{text}");
+    for a in &auth {
+        let mut all: Vec<&str> = a[3].split(',').collect();
+        all.sort();
+        assert_eq!(all, ["m.example.test", "n.example.test"], "{text}");
+    }
     assert!(lines[2].starts_with("cleanup m.example.test made-"), "{text}");
+    assert!(lines[3].starts_with("cleanup n.example.test made-"), "{text}");
     assert_eq!(
         std::fs::read_dir(&webroot).unwrap().count(),
         0,
@@ -312,7 +317,7 @@ fn certbot_apache_lineage_renews_with_certfleet_and_back() {
         "<VirtualHost 127.0.0.1:{http}>\n    ServerName a.example.test\n    DocumentRoot /nonexistent\n\
          \x20   RewriteEngine on\n    RewriteRule ^ https://a.example.test/ [R=301,L]\n</VirtualHost>\n"
     );
-    let apache = ApacheSites::start(&[http, https], &[("a.conf", site)]).unwrap();
+    let apache = Sites::apache(&[http, https], &[("a.conf", site)]).unwrap();
     let root = apache.server_root().display().to_string();
     let ctl = apache.ctl().display().to_string();
     let certbot = certbot(&env);
@@ -349,7 +354,7 @@ fn certbot_apache_lineage_renews_with_certfleet_and_back() {
         live.display()
     );
     std::fs::write(apache.server_root().join("sites/a-ssl.conf"), ssl).unwrap();
-    apache.graceful().unwrap();
+    apache.reload().unwrap();
     wait_for_leaf(https, "a.example.test", &leaf_of(&live)).unwrap();
     let before = snapshot(apache.server_root());
     let first = leaf_of(&live);
@@ -387,7 +392,7 @@ fn nginx_challenge_removed_on_failure_and_ctrl_c() {
     assert!(out.status.success(), "{}", stderr(&out));
     // nginx answers on 127.0.0.2 only, where the CA (127.0.0.1) does not look: validation fails.
     let site = format!("server {{\n    listen 127.0.0.2:{http};\n    server_name f.example.test;\n}}\n");
-    let nginx = NginxSites::start(&[("f.conf", site)], &[]).unwrap();
+    let nginx = Sites::nginx(&[("f.conf", site)], &[]).unwrap();
     let root = nginx.server_root().display().to_string();
     let before = snapshot(nginx.server_root());
     let renew = [

@@ -69,18 +69,20 @@ pub fn wait_for_leaf(port: u16, sni: &str, expected: &[u8]) -> Result<()> {
     }
 }
 
-/// nginx run from `ROOT/nginx.conf`, whose `http {}` includes `ROOT/sites/*.conf`.
-pub struct NginxSites {
+/// A running nginx or Apache with a user's server root; stopped, and its files removed, on drop.
+pub struct Sites {
     proc: Option<Proc>,
     root: PathBuf,
     run: PathBuf,
+    /// Reloads the server.
+    reload: Vec<String>,
     _dir: TempDir,
 }
 
-impl NginxSites {
-    /// Writes `sites` (file name, content) under `sites/` and starts nginx; waits for
-    /// `wait_ports` to listen on 127.0.0.1.
-    pub fn start(sites: &[(&str, String)], wait_ports: &[u16]) -> Result<NginxSites> {
+impl Sites {
+    /// nginx run from `ROOT/nginx.conf`, whose `http {}` includes `ROOT/sites/*.conf`: writes
+    /// `sites` (file name, content) and starts it; waits for `wait_ports` on 127.0.0.1.
+    pub fn nginx(sites: &[(&str, String)], wait_ports: &[u16]) -> Result<Sites> {
         let dir = open_tempdir("certfleet-nginx-sites-")?;
         let root = dir.path().join("conf");
         let run = dir.path().join("run");
@@ -107,57 +109,20 @@ impl NginxSites {
         let err = run.join("error.log");
         let mut cmd = Command::new("nginx");
         cmd.arg("-e").arg(&err).arg("-c").arg(root.join("nginx.conf"));
-        let mut proc = Proc::spawn("nginx", &mut cmd, &run.join("nginx.out"))?
-            .with_extra_log(&err)
-            .graceful();
-        proc.wait_for_file(&run.join("nginx.pid"))?;
-        for p in wait_ports {
-            proc.wait_for_port(loopback(*p))?;
-        }
-        Ok(NginxSites {
-            proc: Some(proc),
-            root,
-            run,
-            _dir: dir,
-        })
+        let reload = vec![
+            "nginx".to_string(),
+            "-c".into(),
+            root.join("nginx.conf").display().to_string(),
+            "-s".into(),
+            "reload".into(),
+        ];
+        Self::launch("nginx", cmd, dir, root, run, reload, "nginx.pid", wait_ports)
     }
 
-    /// `nginx_server_root`: the directory of nginx.conf.
-    pub fn server_root(&self) -> &Path {
-        &self.root
-    }
-
-    /// A directory outside the server root for document roots and such.
-    pub fn scratch(&self) -> &Path {
-        &self.run
-    }
-
-    pub fn error_log(&self) -> String {
-        tail(&self.run.join("error.log"))
-    }
-}
-
-impl Drop for NginxSites {
-    fn drop(&mut self) {
-        if let Some(p) = &mut self.proc {
-            p.stop();
-        }
-    }
-}
-
-/// Apache run from `ROOT/apache2.conf` (Debian's layout: `envvars`, `sites/*.conf`), with a
-/// control script `ROOT/apache2ctl` (Debian's apache2ctl with `APACHE_CONFDIR=ROOT`) for
-/// certbot's and certfleet's `apache_ctl`.
-pub struct ApacheSites {
-    proc: Option<Proc>,
-    root: PathBuf,
-    run: PathBuf,
-    _dir: TempDir,
-}
-
-impl ApacheSites {
-    /// `listen` ports on 127.0.0.1; `sites` (file name, content) under `sites/`.
-    pub fn start(listen: &[u16], sites: &[(&str, String)]) -> Result<ApacheSites> {
+    /// Apache run from `ROOT/apache2.conf` (Debian's layout: `envvars`, `sites/*.conf`), with a
+    /// control script `ROOT/apache2ctl` (Debian's apache2ctl with `APACHE_CONFDIR=ROOT`) for
+    /// certbot's and certfleet's `apache_ctl`; listening on `listen` ports of 127.0.0.1.
+    pub fn apache(listen: &[u16], sites: &[(&str, String)]) -> Result<Sites> {
         let dir = open_tempdir("certfleet-apache-sites-")?;
         let root = dir.path().join("conf");
         let run = dir.path().join("run");
@@ -210,43 +175,60 @@ impl ApacheSites {
             .arg(root.join("apache2.conf"))
             .arg("-DFOREGROUND")
             .env("APACHE_CONFDIR", &root);
-        let mut proc = Proc::spawn("apache2", &mut cmd, &run.join("apache.out"))
-            .context("starting apache2 (Debian package apache2)")?
+        let reload = vec![ctl.display().to_string(), "graceful".into()];
+        Self::launch("apache2", cmd, dir, root, run, reload, "apache2.pid", listen)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn launch(
+        name: &str,
+        mut cmd: Command,
+        dir: TempDir,
+        root: PathBuf,
+        run: PathBuf,
+        reload: Vec<String>,
+        pid: &str,
+        ports: &[u16],
+    ) -> Result<Sites> {
+        let mut proc = Proc::spawn(name, &mut cmd, &run.join(format!("{name}.out")))
+            .with_context(|| format!("starting {name} (Debian package nginx / apache2)"))?
             .with_extra_log(&run.join("error.log"))
             .graceful();
-        proc.wait_for_file(&run.join("apache2.pid"))?;
-        for p in listen {
+        proc.wait_for_file(&run.join(pid))?;
+        for p in ports {
             proc.wait_for_port(loopback(*p))?;
         }
-        Ok(ApacheSites {
+        Ok(Sites {
             proc: Some(proc),
             root,
             run,
+            reload,
             _dir: dir,
         })
     }
 
-    /// `apache_server_root`.
+    /// `nginx_server_root` / `apache_server_root`.
     pub fn server_root(&self) -> &Path {
         &self.root
     }
 
-    /// `apache_ctl`: the control script for this instance.
+    /// `apache_ctl`: the control script of an Apache instance.
     pub fn ctl(&self) -> PathBuf {
         self.root.join("apache2ctl")
     }
 
-    /// A directory outside the server root (document roots and such), readable by www-data.
+    /// A directory outside the server root (document roots and such).
     pub fn scratch(&self) -> &Path {
         &self.run
     }
 
-    /// `apache2ctl graceful` for this instance.
-    pub fn graceful(&self) -> Result<()> {
-        let out = Command::new(self.ctl()).arg("graceful").output()?;
+    /// `nginx -s reload` / `apache2ctl graceful` for this instance.
+    pub fn reload(&self) -> Result<()> {
+        let out = Command::new(&self.reload[0]).args(&self.reload[1..]).output()?;
         if !out.status.success() {
             bail!(
-                "apache2ctl graceful failed: {}{}\n{}",
+                "{} failed: {}{}\n{}",
+                self.reload.join(" "),
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr),
                 self.error_log()
@@ -260,7 +242,7 @@ impl ApacheSites {
     }
 }
 
-impl Drop for ApacheSites {
+impl Drop for Sites {
     fn drop(&mut self) {
         if let Some(p) = &mut self.proc {
             p.stop();

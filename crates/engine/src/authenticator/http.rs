@@ -8,8 +8,6 @@
 //! `apache_server_root`, `apache_ctl`; `authenticator = manual`, `manual_auth_hook`,
 //! `manual_cleanup_hook`, `pref_challs = http-01,`; and `http01_port` for all of them.
 
-use std::path::PathBuf;
-
 use certfleet_core::Identifier;
 use certfleet_renew::ReloadCommands;
 use certfleet_solvers::webserver::apache::ApacheOptions;
@@ -33,17 +31,18 @@ pub fn http01_port(conf: &RenewalConf) -> Result<u16, EngineError> {
     }
 }
 
+/// A plugin setting of the conf, else certbot's default.
+fn setting(conf: &RenewalConf, key: &str, default: String) -> String {
+    conf.param_str(key)
+        .filter(|s| !s.is_empty())
+        .map_or(default, str::to_string)
+}
+
 pub fn nginx_options(conf: &RenewalConf) -> Result<NginxOptions, EngineError> {
     let d = NginxOptions::default();
     Ok(NginxOptions {
-        server_root: conf
-            .param_str("nginx_server_root")
-            .filter(|s| !s.is_empty())
-            .map_or(d.server_root, PathBuf::from),
-        ctl: conf
-            .param_str("nginx_ctl")
-            .filter(|s| !s.is_empty())
-            .map_or(d.ctl, str::to_string),
+        server_root: setting(conf, "nginx_server_root", d.server_root.display().to_string()).into(),
+        ctl: setting(conf, "nginx_ctl", d.ctl),
         http01_port: http01_port(conf)?,
     })
 }
@@ -51,14 +50,8 @@ pub fn nginx_options(conf: &RenewalConf) -> Result<NginxOptions, EngineError> {
 pub fn apache_options(conf: &RenewalConf) -> Result<ApacheOptions, EngineError> {
     let d = ApacheOptions::default();
     Ok(ApacheOptions {
-        server_root: conf
-            .param_str("apache_server_root")
-            .filter(|s| !s.is_empty())
-            .map_or(d.server_root, PathBuf::from),
-        ctl: conf
-            .param_str("apache_ctl")
-            .filter(|s| !s.is_empty())
-            .map_or(d.ctl, str::to_string),
+        server_root: setting(conf, "apache_server_root", d.server_root.display().to_string()).into(),
+        ctl: setting(conf, "apache_ctl", d.ctl),
         http01_port: http01_port(conf)?,
     })
 }
@@ -169,7 +162,7 @@ pub fn installer_reload(conf: &RenewalConf) -> Result<Option<ReloadCommands>, En
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
+    use std::path::{Path, PathBuf};
 
     use super::*;
 

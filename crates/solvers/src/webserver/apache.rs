@@ -23,7 +23,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use super::{Plan, Probe, Server, WebServerSolver, glob, name_rank, probe_addr, quoted};
+use super::{Plan, Probe, Server, ServerInfo, WebServerSolver, glob, name_rank, probe_addr, quoted};
 use crate::{ChallengeTask, SolverError};
 
 /// certbot's `apache_*` renewal settings.
@@ -75,7 +75,13 @@ impl ApacheOptions {
 impl WebServerSolver {
     /// The `apache` authenticator; its files live under `work_dir`.
     pub fn apache(opts: ApacheOptions, work_dir: &Path) -> Self {
-        Self::new(Box::new(Apache(opts)), work_dir)
+        let info = ServerInfo {
+            kind: "apache",
+            root: opts.server_root.clone(),
+            test: opts.test_command(),
+            reload: opts.reload_command(),
+        };
+        Self::new(Box::new(Apache(opts)), info, work_dir)
     }
 }
 
@@ -331,22 +337,6 @@ impl VHost {
 }
 
 impl Server for Apache {
-    fn kind(&self) -> &'static str {
-        "apache"
-    }
-
-    fn root(&self) -> &Path {
-        &self.0.server_root
-    }
-
-    fn test_command(&self) -> Vec<String> {
-        self.0.test_command()
-    }
-
-    fn reload_command(&self) -> Vec<String> {
-        self.0.reload_command()
-    }
-
     fn plan(&self, tasks: &[ChallengeTask], own_dir: &Path) -> Result<Plan, SolverError> {
         let cfg = Config::load(&self.0)?;
         let port = self.0.http01_port;

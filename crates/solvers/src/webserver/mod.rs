@@ -70,16 +70,21 @@ impl Plan {
     }
 }
 
-/// What differs between nginx and Apache.
+/// What differs between nginx and Apache: reading the configuration.
 pub(crate) trait Server: Send + Sync {
-    /// `nginx` or `apache`, for messages.
-    fn kind(&self) -> &'static str;
-    /// The server root (`nginx_server_root`, `apache_server_root`).
-    fn root(&self) -> &Path;
     /// Read the configuration and plan the temporary one; `own_dir` holds our files.
     fn plan(&self, tasks: &[ChallengeTask], own_dir: &Path) -> Result<Plan, SolverError>;
-    fn test_command(&self) -> Vec<String>;
-    fn reload_command(&self) -> Vec<String>;
+}
+
+/// Which server, and how to test and reload it.
+#[derive(Debug, Clone)]
+pub(crate) struct ServerInfo {
+    /// `nginx` or `apache`, for messages.
+    pub kind: &'static str,
+    /// The server root (`nginx_server_root`, `apache_server_root`).
+    pub root: PathBuf,
+    pub test: Vec<String>,
+    pub reload: Vec<String>,
 }
 
 /// One per server root in this process: renewals on one server take turns.
@@ -93,6 +98,7 @@ struct Active {
 /// The `nginx` / `apache` authenticator.
 pub struct WebServerSolver {
     server: Box<dyn Server>,
+    info: ServerInfo,
     own_dir: PathBuf,
     /// How long to wait for the server to answer after a reload.
     probe_timeout: Duration,
@@ -104,20 +110,21 @@ impl std::fmt::Debug for WebServerSolver {
         write!(
             f,
             "WebServerSolver({} at {})",
-            self.server.kind(),
-            self.server.root().display()
+            self.info.kind,
+            &self.info.root.display()
         )
     }
 }
 
 impl WebServerSolver {
-    fn new(server: Box<dyn Server>, work_dir: &Path) -> Self {
-        let root = server.root().display().to_string().replace('/', "_");
+    fn new(server: Box<dyn Server>, info: ServerInfo, work_dir: &Path) -> Self {
+        let root = info.root.display().to_string().replace('/', "_");
         let own_dir = work_dir
             .join("certfleet-http01")
-            .join(format!("{}{root}", server.kind()));
+            .join(format!("{}{root}", info.kind));
         WebServerSolver {
             server,
+            info,
             own_dir,
             probe_timeout: Duration::from_secs(10),
             active: tokio::sync::Mutex::new(None),
@@ -133,7 +140,7 @@ impl WebServerSolver {
         TURNS
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .entry(self.server.root().to_path_buf())
+            .entry(self.info.root.clone())
             .or_default()
             .clone()
     }
@@ -146,7 +153,7 @@ impl WebServerSolver {
             .await
             .map_err(|e| format!("cannot run `{}` to {what}: {e}", cmd.join(" ")))?;
         if out.status.success() {
-            tracing::debug!("{}: `{}` ok", self.server.kind(), cmd.join(" "));
+            tracing::debug!("{}: `{}` ok", self.info.kind, cmd.join(" "));
             return Ok(());
         }
         let text = format!(
@@ -165,9 +172,8 @@ impl WebServerSolver {
 
     /// Test, then reload.
     async fn test_and_reload(&self) -> Result<(), String> {
-        self.command(&self.server.test_command(), "test the configuration")
-            .await?;
-        self.command(&self.server.reload_command(), "reload").await
+        self.command(&self.info.test, "test the configuration").await?;
+        self.command(&self.info.reload, "reload").await
     }
 
     /// Undo a journal (ours or a killed run's) and reload if a file changed.
@@ -178,7 +184,7 @@ impl WebServerSolver {
         {
             problems.push(format!(
                 "reloading {} after restoring its files: {e}",
-                self.server.kind()
+                self.info.kind
             ));
         }
         if problems.is_empty() {
@@ -195,33 +201,50 @@ impl WebServerSolver {
         }
     }
 
-    /// Ask the server for each response until it answers (a reload takes effect in
-    /// milliseconds, old workers linger): the CA is asked only once we got it ourselves.
+    /// Ask the server for each response until it answers, on fresh connections, without a
+    /// miss for [`SETTLED`]: after a reload the old workers (nginx) or children (Apache) keep
+    /// accepting connections for a moment with the old configuration, and the CA must not
+    /// reach one of them. (certbot sleeps `nginx_sleep_seconds`, 1 s, instead.)
     async fn wait_served(&self, probes: &[Probe]) {
         let deadline = Instant::now() + self.probe_timeout;
-        for p in probes {
-            let mut last: String;
-            loop {
+        let mut good_since: Option<Instant> = None;
+        loop {
+            let mut miss = None;
+            for p in probes {
                 match fetch(p).await {
-                    Ok(body) if body.trim() == p.expect => break,
-                    Ok(body) => last = format!("answered {:?}", body.chars().take(80).collect::<String>()),
-                    Err(e) => last = e,
+                    Ok(body) if body.trim() == p.expect => {}
+                    Ok(body) => {
+                        miss = Some((
+                            p,
+                            format!("answered {:?}", body.chars().take(80).collect::<String>()),
+                        ))
+                    }
+                    Err(e) => miss = Some((p, e)),
                 }
-                if Instant::now() > deadline {
+            }
+            match (miss, good_since) {
+                (None, Some(t)) if t.elapsed() >= SETTLED => return,
+                (None, None) => good_since = Some(Instant::now()),
+                (None, Some(_)) => {}
+                (Some(_), _) if Instant::now() <= deadline => good_since = None,
+                (Some((p, last)), _) => {
                     tracing::warn!(
                         "{} at {} does not answer http://{}/.well-known/acme-challenge/{} yet ({last}); asking the CA anyway",
-                        self.server.kind(),
+                        self.info.kind,
                         p.addr,
                         p.host,
                         p.token
                     );
-                    break;
+                    return;
                 }
-                tokio::time::sleep(Duration::from_millis(50)).await;
             }
+            tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
 }
+
+/// How long every response must have been answered before the CA is asked.
+const SETTLED: Duration = Duration::from_millis(400);
 
 /// GET the response with the name as Host; the body when the status is 200.
 async fn fetch(p: &Probe) -> Result<String, String> {
@@ -269,7 +292,7 @@ impl Solver for WebServerSolver {
     /// The configuration must read, name a server block for every name, and pass the
     /// server's own test before anything is changed.
     async fn preflight(&self, identifiers: &[Identifier]) -> Result<(), SolverError> {
-        let kind = self.server.kind();
+        let kind = self.info.kind;
         if let Some(id) = identifiers.iter().find(|i| i.is_wildcard()) {
             return Err(wildcard_refused(id, kind));
         }
@@ -287,7 +310,7 @@ impl Solver for WebServerSolver {
             })
             .collect();
         self.server.plan(&probe, &self.own_dir)?;
-        self.command(&self.server.test_command(), "test the configuration")
+        self.command(&self.info.test, "test the configuration")
             .await
             .map_err(|e| {
                 SolverError::Setup(format!(
@@ -297,7 +320,7 @@ impl Solver for WebServerSolver {
     }
 
     async fn present(&self, tasks: &[ChallengeTask]) -> Result<(), SolverError> {
-        let kind = self.server.kind();
+        let kind = self.info.kind;
         let turn = self.turn().lock_owned().await;
         self.recover().await?;
         let plan = self.server.plan(tasks, &self.own_dir)?;
@@ -318,10 +341,7 @@ impl Solver for WebServerSolver {
         // From here on an interruption (the future dropped at any await) leaves the journal
         // where cleanup_all and Drop find it.
         *self.active.lock().await = Some(Active { journal, _turn: turn });
-        if let Err(e) = self
-            .command(&self.server.test_command(), "test the configuration")
-            .await
-        {
+        if let Err(e) = self.command(&self.info.test, "test the configuration").await {
             // Nothing was reloaded: putting the files back is all there is to undo.
             let r = match self.active.lock().await.take() {
                 Some(a) => a.journal.restore(),
@@ -337,7 +357,7 @@ impl Solver for WebServerSolver {
                 }
             )));
         }
-        if let Err(e) = self.command(&self.server.reload_command(), "reload").await {
+        if let Err(e) = self.command(&self.info.reload, "reload").await {
             let _ = self.cleanup_all().await;
             return Err(SolverError::Other(format!("reloading {kind}: {e}")));
         }
@@ -367,7 +387,7 @@ impl Drop for WebServerSolver {
         };
         let r = a.journal.restore();
         if r.changed {
-            for cmd in [self.server.test_command(), self.server.reload_command()] {
+            for cmd in [&self.info.test, &self.info.reload] {
                 let ok = std::process::Command::new(&cmd[0])
                     .args(&cmd[1..])
                     .stdin(std::process::Stdio::null())

@@ -28,7 +28,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Plan, Probe, Server, WebServerSolver, glob, name_rank, probe_addr, quoted};
+use super::{Plan, Probe, Server, ServerInfo, WebServerSolver, glob, name_rank, probe_addr, quoted};
 use crate::{ChallengeTask, SolverError};
 
 /// certbot's `nginx_*` renewal settings.
@@ -82,7 +82,13 @@ impl NginxOptions {
 impl WebServerSolver {
     /// The `nginx` authenticator; its files live under `work_dir`.
     pub fn nginx(opts: NginxOptions, work_dir: &Path) -> Self {
-        Self::new(Box::new(Nginx(opts)), work_dir)
+        let info = ServerInfo {
+            kind: "nginx",
+            root: opts.server_root.clone(),
+            test: opts.test_command(),
+            reload: opts.reload_command(),
+        };
+        Self::new(Box::new(Nginx(opts)), info, work_dir)
     }
 }
 
@@ -443,22 +449,6 @@ fn blocks_for<'a>(all: &'a [ServerBlock], host: &str, port: u16) -> Vec<(&'a Ser
 }
 
 impl Server for Nginx {
-    fn kind(&self) -> &'static str {
-        "nginx"
-    }
-
-    fn root(&self) -> &Path {
-        &self.0.server_root
-    }
-
-    fn test_command(&self) -> Vec<String> {
-        self.0.test_command()
-    }
-
-    fn reload_command(&self) -> Vec<String> {
-        self.0.reload_command()
-    }
-
     fn plan(&self, tasks: &[ChallengeTask], own_dir: &Path) -> Result<Plan, SolverError> {
         let cfg = Config::load(&self.0.conf_file(), &self.0.server_root)?;
         let (all, http) = servers(&cfg);
