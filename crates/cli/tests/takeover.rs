@@ -46,6 +46,27 @@ fn conf_text(env: &Env, name: &str) -> String {
     std::fs::read_to_string(env.config_dir().join("renewal").join(format!("{name}.conf"))).unwrap()
 }
 
+/// After a renewal of a.example.test: a new certificate, valid, served on `https`, and the
+/// server's configuration byte-identical to `before`. Returns the new leaf.
+fn renewed_and_served(
+    env: &Env,
+    server: &Sites,
+    https: u16,
+    first: &[u8],
+    before: &std::collections::BTreeMap<std::path::PathBuf, Vec<u8>>,
+) -> Vec<u8> {
+    let ours = leaf_of(&env.live("a.example.test"));
+    assert_ne!(ours, first);
+    wait_for_leaf(https, "a.example.test", &ours).unwrap_or_else(|e| panic!("{e}\n{}", server.error_log()));
+    assert_eq!(
+        &snapshot(server.server_root()),
+        before,
+        "the server's configuration changed"
+    );
+    env.verify_lineage("a.example.test", &["a.example.test"]);
+    ours
+}
+
 fn leaf_at(port: u16, sni: &str) -> Vec<u8> {
     fetch_leaf(([127, 0, 0, 1], port).into(), sni).unwrap()
 }
@@ -115,15 +136,7 @@ fn certbot_nginx_lineage_renews_with_certfleet_and_back() {
         "{}",
         stderr(&out)
     );
-    let ours = leaf_of(&live);
-    assert_ne!(ours, first);
-    wait_for_leaf(https, "a.example.test", &ours).unwrap_or_else(|e| panic!("{e}\n{}", nginx.error_log()));
-    assert_eq!(
-        snapshot(nginx.server_root()),
-        before,
-        "nginx configuration changed"
-    );
-    env.verify_lineage("a.example.test", &["a.example.test"]);
+    let ours = renewed_and_served(&env, &nginx, https, &first, &before);
     let conf = conf_text(&env, "a.example.test");
     for line in [
         "authenticator = nginx",
@@ -364,15 +377,7 @@ fn certbot_apache_lineage_renews_with_certfleet_and_back() {
 
     let out = env.run(&["renew", "--cert-name", "a.example.test", "--force-renewal"]);
     assert!(out.status.success(), "{}\n{}", stderr(&out), apache.error_log());
-    let ours = leaf_of(&live);
-    assert_ne!(ours, first);
-    wait_for_leaf(https, "a.example.test", &ours).unwrap_or_else(|e| panic!("{e}\n{}", apache.error_log()));
-    assert_eq!(
-        snapshot(apache.server_root()),
-        before,
-        "Apache configuration changed"
-    );
-    env.verify_lineage("a.example.test", &["a.example.test"]);
+    let ours = renewed_and_served(&env, &apache, https, &first, &before);
 
     certbot
         .run_ok(&["renew", "--cert-name", "a.example.test", "--force-renewal"])

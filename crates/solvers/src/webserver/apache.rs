@@ -23,7 +23,9 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use super::{Plan, Probe, Server, ServerInfo, WebServerSolver, glob, name_rank, probe_addr, quoted};
+use super::{
+    Plan, Probe, Server, ServerInfo, WebServerSolver, glob, name_rank, probe_addr, quoted, read_config,
+};
 use crate::{ChallengeTask, SolverError};
 
 /// certbot's `apache_*` renewal settings.
@@ -201,16 +203,7 @@ impl Config {
     }
 
     fn read(&mut self, path: &Path, root: &mut PathBuf, depth: usize) -> Result<(), SolverError> {
-        if depth > 32 {
-            return Err(SolverError::Setup(format!(
-                "Apache configuration: includes nested too deeply at {}",
-                path.display()
-            )));
-        }
-        let src = std::fs::read_to_string(path).map_err(|e| SolverError::Io {
-            context: format!("reading the Apache configuration {}", path.display()),
-            source: e,
-        })?;
+        let src = read_config("Apache", path, depth)?;
         let mut open: Option<Open> = None;
         let mut offset = 0;
         let mut logical = String::new();

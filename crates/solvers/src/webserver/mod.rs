@@ -401,6 +401,20 @@ impl Drop for WebServerSolver {
     }
 }
 
+/// One configuration file's text, `depth` includes down (a cycle of includes stops at 32).
+pub(crate) fn read_config(kind: &str, path: &Path, depth: usize) -> Result<String, SolverError> {
+    if depth > 32 {
+        return Err(SolverError::Setup(format!(
+            "{kind} configuration: includes nested too deeply at {}",
+            path.display()
+        )));
+    }
+    std::fs::read_to_string(path).map_err(|e| SolverError::Io {
+        context: format!("reading the {kind} configuration {}", path.display()),
+        source: e,
+    })
+}
+
 /// A server name pattern (nginx `server_name`, Apache `ServerName`/`ServerAlias`) against a
 /// host: 0 exact, 1 leading wildcard, 2 trailing wildcard; None no match (regular
 /// expressions are not evaluated).

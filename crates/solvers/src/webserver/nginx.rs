@@ -28,7 +28,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Plan, Probe, Server, ServerInfo, WebServerSolver, glob, name_rank, probe_addr, quoted};
+use super::{
+    Plan, Probe, Server, ServerInfo, WebServerSolver, glob, name_rank, probe_addr, quoted, read_config,
+};
 use crate::{ChallengeTask, SolverError};
 
 /// certbot's `nginx_*` renewal settings.
@@ -275,16 +277,7 @@ impl Config {
     }
 
     fn read(&mut self, path: &Path, root: &Path, depth: usize) -> Result<Vec<Directive>, SolverError> {
-        if depth > 32 {
-            return Err(SolverError::Setup(format!(
-                "nginx configuration: includes nested too deeply at {}",
-                path.display()
-            )));
-        }
-        let src = std::fs::read_to_string(path).map_err(|e| SolverError::Io {
-            context: format!("reading the nginx configuration {}", path.display()),
-            source: e,
-        })?;
+        let src = read_config("nginx", path, depth)?;
         let idx = self.files.len();
         self.files.push(path.to_path_buf());
         let parsed = parse_file(&src, idx)
