@@ -569,3 +569,50 @@ fn walk_find(dir: &Path, name: &str) -> Option<std::path::PathBuf> {
     }
     None
 }
+
+/// `certfleet certonly --apache` for a new certificate (plain vhost on the http-01 port and
+/// a TLS one for the same name): recorded as certbot would, configuration byte-identical.
+#[test]
+fn certonly_apache_new_certificate() {
+    let http = free_port();
+    let https = free_port();
+    let env = Env::new(pebble(http));
+    std::fs::set_permissions(env.tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let site = format!(
+        "<VirtualHost 127.0.0.1:{http}>\n    ServerName e.example.test\n    ServerAlias www.e.example.test\n\
+         \x20   Redirect permanent / https://e.example.test/\n</VirtualHost>\n"
+    );
+    let apache = Sites::apache(&[http, https], &[("e.conf", site)]).unwrap();
+    let before = snapshot(apache.server_root());
+    let root = apache.server_root().display().to_string();
+    let ctl = apache.ctl().display().to_string();
+    let hp = http.to_string();
+    let out = env.run(&[
+        "certonly",
+        "--apache",
+        "--apache-server-root",
+        &root,
+        "--apache-ctl",
+        &ctl,
+        "--http-01-port",
+        &hp,
+        "-d",
+        "e.example.test",
+        "-d",
+        "www.e.example.test",
+        "--agree-tos",
+        "--register-unsafely-without-email",
+        "-n",
+    ]);
+    assert!(out.status.success(), "{}\n{}", stderr(&out), apache.error_log());
+    assert_eq!(snapshot(apache.server_root()), before);
+    env.verify_lineage("e.example.test", &["e.example.test", "www.e.example.test"]);
+    let conf = conf_text(&env, "e.example.test");
+    for line in [
+        "authenticator = apache",
+        "installer = apache",
+        &format!("apache_ctl = {ctl}"),
+    ] {
+        assert!(conf.lines().any(|l| l == line), "{line} missing:\n{conf}");
+    }
+}
