@@ -175,7 +175,7 @@ certificate still valid; 11 a certificate is expired or expires before its next 
 EXAMPLES:\n  certfleet renew\n  certfleet renew --dry-run\n  \
 certfleet renew --cert-name example.com --force-renewal --deploy-reload nginx"
     )]
-    Renew(RenewArgs),
+    Renew(Box<RenewArgs>),
     /// Run as a daemon: renew each certificate when it is due (ARI windows included), sleep otherwise.
     #[command(
         long_about = "Stay in the foreground and renew certificates as they come due, sleeping until the next \
@@ -265,6 +265,13 @@ pub struct RenewArgs {
     pub jobs: u16,
     #[command(flatten)]
     pub hooks: RenewHookArgs,
+    /// certbot's renewal-setting flags (see args_certbot.rs).
+    #[command(flatten)]
+    pub auth: crate::args_certbot::RenewAuthArgs,
+    #[command(flatten)]
+    pub plugins: crate::args_certbot::PluginArgs,
+    #[command(flatten)]
+    pub compat: crate::args_certbot::CompatArgs,
 }
 
 #[derive(Debug, Args)]
@@ -388,10 +395,12 @@ pub struct CertonlyArgs {
     /// `--dns-<provider>` and its settings, one set per registered DNS provider.
     #[command(flatten)]
     pub dns_providers: DnsProviderArgs,
-    /// dns-01 by hand, or through --manual-auth-hook scripts (with --preferred-challenges dns).
+    /// certbot's manual plugin: http-01 through --manual-auth-hook scripts, or with
+    /// --preferred-challenges dns, dns-01 by hand or through hooks.
     #[arg(long, group = "authenticator", help_heading = "dns-01")]
     pub manual: bool,
-    /// With --manual: command that publishes CERTBOT_VALIDATION at _acme-challenge.CERTBOT_DOMAIN.
+    /// With --manual: command that publishes CERTBOT_VALIDATION (at
+    /// _acme-challenge.CERTBOT_DOMAIN for dns-01, at /.well-known/acme-challenge/CERTBOT_TOKEN for http-01).
     #[arg(long, value_name = "CMD", help_heading = "dns-01")]
     pub manual_auth_hook: Option<String>,
     /// With --manual: command that removes it (gets CERTBOT_AUTH_OUTPUT too).
@@ -474,6 +483,12 @@ pub struct CertonlyArgs {
     /// After issuance, test the config of SERVICE and reload it if the test passes (saved for renew).
     #[arg(long, value_name = "SERVICE")]
     pub deploy_reload: Option<String>,
+
+    /// certbot's nginx/Apache plugins and compatibility flags (see args_certbot.rs).
+    #[command(flatten)]
+    pub plugins: crate::args_certbot::PluginArgs,
+    #[command(flatten)]
+    pub compat: crate::args_certbot::CompatArgs,
 }
 
 #[derive(Debug, Args)]

@@ -13,10 +13,12 @@ macro_rules! errln {
 
 mod account;
 mod args;
+mod args_certbot;
 mod authenticator;
 mod cli_ini;
 mod deploy;
 mod error;
+mod overrides;
 mod progress;
 mod verbs;
 

@@ -925,7 +925,10 @@ fn write_archive(
 /// Fill in the file references of a conf as certbot's `write_renewal_config` does.
 fn conf_for_write(conf: &RenewalConf, archive_dir: &Path, live: &[PathBuf; 4]) -> RenewalConf {
     let mut c = conf.clone();
-    c.set("version", crate::renewal_conf::CERTBOT_COMPAT_VERSION);
+    // An existing conf keeps the version certbot wrote (see prepare_for_write).
+    if c.get("version").is_none_or(str::is_empty) {
+        c.set("version", crate::renewal_conf::CERTBOT_COMPAT_VERSION);
+    }
     c.set("archive_dir", archive_dir.to_string_lossy().into_owned());
     for k in Kind::ALL {
         c.set(k.as_str(), live[k.idx()].to_string_lossy().into_owned());

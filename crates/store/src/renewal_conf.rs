@@ -352,10 +352,13 @@ impl RenewalConf {
         self.initial_comment = lines;
     }
 
-    /// What certbot does when it writes a conf: record the version, and if the file does not
-    /// set `renew_before_expiry`, put the default in the initial comment as a hint.
+    /// What certbot does when it writes a conf: record the version (a new conf gets ours; an
+    /// existing one keeps the `version` certbot wrote, so certbot sees its own), and if the file
+    /// does not set `renew_before_expiry`, put the default in the initial comment as a hint.
     pub fn prepare_for_write(&mut self) {
-        self.set("version", CERTBOT_COMPAT_VERSION);
+        if self.get("version").is_none_or(str::is_empty) {
+            self.set("version", CERTBOT_COMPAT_VERSION);
+        }
         if self.root.get("renew_before_expiry").is_none() {
             self.initial_comment = vec![format!("renew_before_expiry = {DEFAULT_RENEW_BEFORE_EXPIRY}")];
         }

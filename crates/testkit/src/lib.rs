@@ -29,6 +29,7 @@ pub mod pebble;
 pub mod ports;
 pub mod postgres;
 pub mod tls;
+pub mod webserver;
 
 pub use a2c::{Acme2Certifier, Acme2CertifierBuilder};
 pub use certbot::{Certbot, CertbotOutput};

@@ -35,6 +35,15 @@ pub async fn run(g: &GlobalArgs, a: &CertonlyArgs, matches: &clap::ArgMatches) -
             }
         })
         .map_err(|e| CliError::usage(e.to_string()))?;
+    if let Some(json) = &a.compat.webroot_map {
+        // certbot: --webroot-map implies -d for each of its names.
+        for (name, _) in crate::overrides::webroot_map(json)? {
+            let id = Identifier::dns(&name).map_err(|e| CliError::usage(e.to_string()))?;
+            if !identifiers.contains(&id) {
+                identifiers.push(id);
+            }
+        }
+    }
     for ip in &a.ip_addresses {
         let id = Identifier::Ip(*ip);
         if !identifiers.contains(&id) {
@@ -48,6 +57,15 @@ pub async fn run(g: &GlobalArgs, a: &CertonlyArgs, matches: &clap::ArgMatches) -
     check_count(identifiers.len()).map_err(|e| CliError::usage(e.to_string()))?;
     check_storable(a)?;
 
+    // certbot's plugin settings and compatibility flags (-i, --apache-*, --must-staple, ...).
+    let mut extra = certfleet_engine::overrides::ConfOverrides::default();
+    crate::overrides::compat(&a.compat, &mut extra)?;
+    if let Some(i) = a.compat.installer.as_ref().or(a.compat.configurator.as_ref()) {
+        extra.set("installer", i.clone());
+    }
+    for (k, v) in a.plugins.conf_keys() {
+        extra.set(k, v);
+    }
     let key_spec = key_spec(a)?;
     let auth = authenticator::from_args(a, matches, &identifiers)?;
     let solver = auth.solver(&store_for_solver(g)).await?;
@@ -126,7 +144,7 @@ pub async fn run(g: &GlobalArgs, a: &CertonlyArgs, matches: &clap::ArgMatches) -
     )
     .await?;
 
-    let key = match (&existing, a.reuse_key) {
+    let key = match (&existing, a.reuse_key && !a.compat.new_key) {
         (Some(lin), true) => match lineage_key(lin) {
             Ok(k) => KeySource::Reuse(k),
             Err(e) => return Err(CliError::store(format!("--reuse-key: {e}"))),
@@ -179,6 +197,12 @@ pub async fn run(g: &GlobalArgs, a: &CertonlyArgs, matches: &clap::ArgMatches) -
     let mut conf = existing.as_ref().map(|l| l.conf.clone()).unwrap_or_default();
     record_renewal_params(&mut conf, g, a, &acct, key_spec);
     auth.record(&mut conf);
+    extra.apply(&mut conf);
+    match certfleet_engine::authenticator::http::installer_reload(&conf) {
+        Ok(Some(r)) => hooks.add_reload(r),
+        Ok(None) => {}
+        Err(e) => return Err(e.into()),
+    }
     let key_pem = issued.key.as_ref().expect("lineages always have a key").to_pem();
     let files = CertFiles::new(issued.cert_pem.clone(), issued.chain_pem.clone(), key_pem);
     store

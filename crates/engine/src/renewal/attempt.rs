@@ -38,7 +38,14 @@ pub(super) async fn attempt(
         .collect::<Result<_, _>>()
         .map_err(|e| EngineError::config(format!("{}: {e}", lin.name)))?;
     let auth = AuthSpec::from_conf(&lin.conf, &ids)?;
-    let key = if lin.conf.reuse_key() {
+    if lin.conf.must_staple() {
+        tracing::warn!(
+            "{}: must_staple = True in its renewal conf, but Let's Encrypt no longer issues OCSP Must-Staple \
+             certificates (it stopped in 2025 and refuses such orders); certfleet renews without the extension",
+            lin.name
+        );
+    }
+    let key = if lin.conf.reuse_key() && !shared.new_key {
         KeySource::Reuse(lineage_key(lin)?)
     } else {
         KeySource::Generate(wanted_key_spec(lin, &l.info)?)
@@ -79,7 +86,13 @@ pub(super) async fn attempt(
         timeout: TIMEOUT,
     };
     let events = shared.events.as_ref();
-    let issued = match issue::issue(acct, solver.as_ref(), req.clone(), events).await {
+    let first = issue::issue(acct, solver.as_ref(), req.clone(), events);
+    let first = if shared.interrupt {
+        issue::interruptible(solver.as_ref(), first).await
+    } else {
+        first.await
+    };
+    let issued = match first {
         Ok(i) => i,
         // A CA that already saw this certificate replaced (an earlier run crashed after the
         // order) refuses `replaces`; the renewal itself is still wanted.
@@ -93,7 +106,12 @@ pub(super) async fn attempt(
                 replaces: None,
                 ..req
             };
-            issue::issue(acct, solver.as_ref(), req, events).await?
+            let again = issue::issue(acct, solver.as_ref(), req, events);
+            if shared.interrupt {
+                issue::interruptible(solver.as_ref(), again).await?
+            } else {
+                again.await?
+            }
         }
         Err(e) => return Err(e),
     };
@@ -104,7 +122,15 @@ pub(super) async fn attempt(
     let files = CertFiles::new(issued.cert_pem.clone(), issued.chain_pem.clone(), key_pem);
     let store = shared.store.clone();
     let name = lin.name.clone();
-    let conf = lin.conf.clone();
+    let mut conf = lin.conf.clone();
+    // What this renewal used, as certbot records it.
+    if shared.server_override {
+        conf.set_param("server", l.server.clone());
+    }
+    conf.set_param(
+        "account",
+        certfleet_store::jwk::account_id(acct.key().private_key()),
+    );
     let saved = tokio::task::spawn_blocking(move || store.save_version(&name, &files, &conf))
         .await
         .map_err(|source| EngineError::SaveTask {
