@@ -292,6 +292,18 @@ fn due_rule(input: &RenewalInput<'_>, renew_before: Option<&RenewBefore>, now: O
                     t(next)
                 ));
             }
+            if chosen >= cert.not_after {
+                // Due at expiry at the latest: a daemon must not sleep past it.
+                return Due::At(
+                    cert.not_after,
+                    format!(
+                        "the certificate expires at {}, before the chosen time {} in the CA's ARI \
+                         renewal window {window}{explain}",
+                        t(cert.not_after),
+                        t(chosen)
+                    ),
+                );
+            }
             return Due::At(
                 chosen,
                 format!("randomly chosen time in the CA's ARI renewal window {window}{explain}"),
