@@ -33,7 +33,8 @@ impl Backoff {
 }
 
 /// Parse a Retry-After header value: delay-seconds or an HTTP-date.
-pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
+#[doc(hidden)]
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));

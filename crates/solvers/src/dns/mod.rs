@@ -33,6 +33,8 @@ pub use credentials::Secret;
 pub use provider::{DnsProvider, TxtRecord};
 pub use solver::{Dns01Config, Dns01Solver, ProviderConfig, txt_value};
 pub use wire::TsigAlgorithm;
+#[doc(hidden)]
+pub use wire::parse_response;
 
 use std::path::PathBuf;
 
