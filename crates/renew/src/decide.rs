@@ -85,7 +85,7 @@ impl AriWindow {
     ) -> Self {
         let retry_after = retry_in
             .and_then(|d| Duration::try_from(d).ok())
-            .map(|d| fetched_at + d);
+            .and_then(|d| fetched_at.checked_add(d));
         Self {
             start,
             end,

@@ -4,6 +4,23 @@ use certfleet_core::FixedClock;
 use certfleet_renew::{AriWindow, CertFacts, Decision, RenewalInput, decide};
 use time::macros::datetime;
 
+/// A renewalInfo answer with an absurd Retry-After: keeping its window panicked on overflow.
+#[test]
+fn ari_window_with_huge_retry_after_does_not_overflow() {
+    let now = datetime!(2025-06-01 12:00 UTC);
+    let huge = std::time::Duration::from_secs(1_531_115_311_531);
+    let w = AriWindow::new(now, now + time::Duration::days(1), None, now, Some(huge));
+    assert_eq!(w.retry_after, None, "a poll time past year 9999 is no poll time");
+    let w = AriWindow::new(
+        now,
+        now + time::Duration::days(1),
+        None,
+        now,
+        Some(std::time::Duration::from_secs(60)),
+    );
+    assert_eq!(w.retry_after, Some(now + time::Duration::minutes(1)));
+}
+
 /// An ARI window reaching past the certificate's expiry: `NotYet` used to name the chosen
 /// instant after expiry, so a daemon sleeping until then woke up with an expired certificate.
 #[test]
