@@ -523,10 +523,12 @@ fn quote(value: &str, multiline: bool) -> Result<String, String> {
     if value.contains("\"\"\"") && value.contains("'''") {
         return Err("value contains both \"\"\" and ''' and cannot be quoted".into());
     }
-    Ok(if !value.contains("\"\"\"") {
-        format!("'''{value}'''")
-    } else {
+    // configobj wraps a value in the triple quote it contains (`'''` unless the value has
+    // `"""`), which it then cannot read back; use the other one.
+    Ok(if value.contains("'''") {
         format!("\"\"\"{value}\"\"\"")
+    } else {
+        format!("'''{value}'''")
     })
 }
 
@@ -686,10 +688,10 @@ fn match_items(s: &str, pos: usize, items: &mut Vec<String>) -> Option<Matched> 
 fn multiline(value: &str, lines: &[&str], idx: &mut usize) -> Result<(String, Option<String>), String> {
     let quot = &value[..3];
     let newvalue = &value[3..];
-    if let Some(end) = newvalue.find(quot) {
+    if newvalue.contains(quot) {
         // Single-line triple-quoted value: `'''(.*?)'''\s*(#.*)?$`.
-        return trailing_comment(&newvalue[end + 3..])
-            .map(|c| (newvalue[..end].to_string(), c))
+        return close_triple(newvalue, quot)
+            .map(|(v, c)| (v.to_string(), c))
             .ok_or_else(|| "text after a triple-quoted value".to_string());
     }
     let mut acc = newvalue.to_string();
@@ -699,14 +701,23 @@ fn multiline(value: &str, lines: &[&str], idx: &mut usize) -> Result<(String, Op
             return Err(format!("unterminated {quot} value (no closing {quot})"));
         };
         acc.push('\n');
-        if let Some(end) = line.find(quot) {
-            acc.push_str(&line[..end]);
-            return trailing_comment(&line[end + 3..])
-                .map(|c| (acc, c))
-                .ok_or_else(|| "text after the end of a triple-quoted value".to_string());
+        if line.contains(quot) {
+            // `(.*?)'''\s*(#.*)?$`
+            let (v, c) = close_triple(line, quot)
+                .ok_or_else(|| "text after the end of a triple-quoted value".to_string())?;
+            acc.push_str(v);
+            return Ok((acc, c));
         }
         acc.push_str(line);
     }
+}
+
+/// `^(.*?)'''\s*(#.*)?$` as Python's `re` matches it: the first `quot` after which only a
+/// comment may follow, so a value may end with a quote (`'''it's'''` is `it's`).
+fn close_triple<'a>(s: &'a str, quot: &str) -> Option<(&'a str, Option<String>)> {
+    s.char_indices()
+        .filter(|(i, _)| s[*i..].starts_with(quot))
+        .find_map(|(i, _)| trailing_comment(&s[i + quot.len()..]).map(|c| (&s[..i], c)))
 }
 
 /// Parse a section marker line: `(\s*)((?:\[\s*)+)(name)((?:\s*\])+)\s*(\#.*)?$`.
