@@ -267,7 +267,11 @@ impl RenewalConf {
                     comment_line(c.trim_start().to_string(), true)
                 ));
             }
-            let key = quote(&item.key, false).map_err(|m| self.value_err(&item.key, m))?;
+            if s.sections.iter().any(|sec| sec.key == item.key) {
+                // It would read back as a duplicate name.
+                return Err(self.value_err(&item.key, "a key cannot have a section's name".into()));
+            }
+            let key = quote_key(&item.key).map_err(|m| self.value_err(&item.key, m))?;
             let val = quote_value(&item.value).map_err(|m| self.value_err(&item.key, m))?;
             out.push(format!("{indent}{key} = {val}{}", self.inline(&item.inline)));
         }
@@ -507,7 +511,10 @@ fn quote(value: &str, multiline: bool) -> Result<String, String> {
         }
         let first = value.chars().next().unwrap_or(' ');
         let last = value.chars().last().unwrap_or(' ');
-        let plain = !WSPACE_PLUS.contains(&first) && !WSPACE_PLUS.contains(&last) && !value.contains(',');
+        // configobj quotes only ASCII space around a value, but its reader strips any white
+        // space (`\s` is Unicode in Python 3): quote that too, or it is lost.
+        let bare = |c: char| !WSPACE_PLUS.contains(&c) && !c.is_whitespace();
+        let plain = bare(first) && bare(last) && !value.contains(',');
         if plain && !value.contains('#') {
             return Ok(value.to_string());
         }
@@ -530,6 +537,20 @@ fn quote(value: &str, multiline: bool) -> Result<String, String> {
     } else {
         format!("'''{value}'''")
     })
+}
+
+/// A key: quoted like a value, and also when it holds `=` (which configobj does not do, and
+/// then reads `a=b = v` as key `a`).
+fn quote_key(key: &str) -> Result<String, String> {
+    let quoted = quote(key, false)?;
+    if quoted != key || !key.contains('=') {
+        return Ok(quoted);
+    }
+    match (key.contains('\''), key.contains('"')) {
+        (true, true) => Err("a key with = cannot hold both ' and \"".into()),
+        (_, true) => Ok(format!("'{key}'")),
+        _ => Ok(format!("\"{key}\"")),
+    }
 }
 
 fn quote_value(v: &Value) -> Result<String, String> {

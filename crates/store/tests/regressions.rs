@@ -37,3 +37,43 @@ fn value_containing_a_triple_quote_round_trips() {
         assert_eq!(read(&text).param_str("renew_hook"), Some(v), "{text}");
     }
 }
+
+/// A key holding `=` was written bare (as configobj does) and read back as a shorter key whose
+/// value swallowed the rest; a key named like a section made a file that does not read back.
+#[test]
+fn keys_with_equals_or_a_section_name() {
+    let mut w = RenewalConf::new();
+    w.set_webroot_map(&[
+        ("vkey = /tmp/".into(), "/var/www".into()),
+        ("a=\"b\"".into(), "x".into()),
+    ]);
+    let text = w.to_text().unwrap();
+    let back = read(&text);
+    assert_eq!(back.webroot_map(), w.webroot_map(), "{text}");
+    w.set_webroot_map(&[("a'=\"b\"".into(), "x".into())]);
+    assert!(w.to_text().is_err());
+
+    let mut w = RenewalConf::new();
+    w.set_param("k", "v");
+    w.set("renewalparams", "v");
+    let e = w.to_text().unwrap_err().to_string();
+    assert!(e.contains("renewalparams"), "{e}");
+}
+
+/// Unicode white space around a value (here U+00A0) was written bare and stripped on reading,
+/// by us and by configobj; it is quoted now.
+#[test]
+fn unicode_space_around_a_value_survives() {
+    for v in ["\u{a0}x", "x\u{2003}", "\u{3000}"] {
+        let mut w = RenewalConf::new();
+        w.set_param("post_hook", v);
+        w.set_param(
+            "webroot_path",
+            certfleet_store::Value::List(vec![v.into(), "b".into()]),
+        );
+        let text = w.to_text().unwrap();
+        let back = read(&text);
+        assert_eq!(back.param_str("post_hook"), Some(v), "{text}");
+        assert_eq!(back.webroot_path(), vec![v.to_string(), "b".into()], "{text}");
+    }
+}
