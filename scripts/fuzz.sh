@@ -55,7 +55,7 @@ for t in "${targets[@]}"; do
     -print_final_stats=1 </dev/null >"$log" 2>&1; then
     status=CRASH
     failed=1
-    grep -E 'panicked|ERROR: libFuzzer|ERROR: AddressSanitizer|Test unit written to' "$log" >&2 || tail -20 "$log" >&2
+    grep -aE 'panicked|ERROR: libFuzzer|ERROR: AddressSanitizer|Test unit written to' "$log" >&2 || tail -20 "$log" >&2
   fi
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   cov=$(grep -oE 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -1)

@@ -513,7 +513,8 @@ fn quote(value: &str, multiline: bool) -> Result<String, String> {
         let last = value.chars().last().unwrap_or(' ');
         // configobj quotes only ASCII space around a value, but its reader strips any white
         // space (`\s` is Unicode in Python 3): quote that too, or it is lost.
-        let bare = |c: char| !WSPACE_PLUS.contains(&c) && !c.is_whitespace();
+        // A byte order mark at the start of the file would be taken for the file's.
+        let bare = |c: char| !WSPACE_PLUS.contains(&c) && !c.is_whitespace() && c != '\u{feff}';
         let plain = bare(first) && bare(last) && !value.contains(',');
         if plain && !value.contains('#') {
             return Ok(value.to_string());
@@ -603,8 +604,8 @@ fn handle_value(s: &str) -> Result<(Value, Option<String>), String> {
         let value = if items.is_empty() {
             Value::Str(single.unwrap_or_default())
         } else {
-            // A trailing comma leaves an empty last item, which configobj drops.
-            if let Some(last) = single.filter(|x| !x.is_empty()) {
+            // A trailing comma leaves no last item; a quoted empty one (`a, ""`) counts.
+            if let Some(last) = single {
                 items.push(last);
             }
             Value::List(items)
@@ -691,18 +692,8 @@ fn match_items(s: &str, pos: usize, items: &mut Vec<String>) -> Option<Matched> 
         }
         _ => {}
     }
-    // Empty value (not directly after a comma), then no value at all.
-    if let Some(c) = trailing_comment(rest) {
-        return Some((
-            if s[..pos].ends_with(',') {
-                None
-            } else {
-                Some(String::new())
-            },
-            c,
-        ));
-    }
-    None
+    // An empty value (nothing after the comma of the last item): configobj drops it.
+    trailing_comment(rest).map(|c| (None, c))
 }
 
 /// configobj's `_multiline`: a value opened with `'''` or `"""`.

@@ -77,3 +77,38 @@ fn unicode_space_around_a_value_survives() {
         assert_eq!(back.webroot_path(), vec![v.to_string(), "b".into()], "{text}");
     }
 }
+
+/// A list ending with a quoted empty item (`x, ""`) lost that item: only a trailing comma
+/// leaves no last item.
+#[test]
+fn quoted_empty_last_list_item_is_kept() {
+    let c =
+        read("[renewalparams]\na = \"\", \"\"\nb = x, \"\"\nc = x, \nd = x,\ne = \nf = \"\"\ng = '', # c\n");
+    let list = |k: &str| c.param(k).map(certfleet_store::Value::to_list);
+    assert_eq!(list("a"), Some(vec![String::new(), String::new()]));
+    assert_eq!(list("b"), Some(vec!["x".to_string(), String::new()]));
+    assert_eq!(list("c"), Some(vec!["x".to_string()]));
+    assert_eq!(list("d"), Some(vec!["x".to_string()]));
+    assert_eq!(c.param("e"), Some(&certfleet_store::Value::Str(String::new())));
+    assert_eq!(c.param("f"), Some(&certfleet_store::Value::Str(String::new())));
+    assert_eq!(list("g"), Some(vec![String::new()]));
+    let mut w = RenewalConf::new();
+    w.set_param(
+        "webroot_path",
+        certfleet_store::Value::List(vec!["".into(), "".into()]),
+    );
+    assert_eq!(
+        read(&w.to_text().unwrap()).param("webroot_path"),
+        w.param("webroot_path")
+    );
+}
+
+/// A key starting with U+FEFF written first in the file lost it: read back, it is the byte
+/// order mark the reader skips.
+#[test]
+fn key_starting_with_a_byte_order_mark() {
+    let mut w = RenewalConf::new();
+    w.set("\u{feff}k", "v");
+    let text = w.to_text().unwrap();
+    assert_eq!(read(&text).get("\u{feff}k"), Some("v"), "{text:?}");
+}
