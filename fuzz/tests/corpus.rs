@@ -38,3 +38,27 @@ fn every_target_has_a_fuzz_binary() {
         assert!(bin.is_file(), "{} is missing", bin.display());
     }
 }
+
+/// The seeds reach the end of TSIG verification: BIND's signed answers verify with its key
+/// (HMAC-MD5, certbot's default, and HMAC-SHA256), and its BADKEY answer is explained.
+#[test]
+fn signed_bind_answers_in_the_seeds_verify() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/dns_message");
+    let mut verified = Vec::new();
+    let mut badkey = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        match certfleet_fuzz::dns_message_checked(&std::fs::read(&path).unwrap()) {
+            Some(Ok(())) => verified.push(path.file_name().unwrap().to_string_lossy().into_owned()),
+            Some(Err(e)) if e.contains("BADKEY") => badkey += 1,
+            _ => {}
+        }
+    }
+    for alg in ["hmac-md5", "hmac-sha256"] {
+        assert!(
+            verified.iter().any(|n| n.contains(alg)),
+            "no {alg} answer verifies: {verified:?}"
+        );
+    }
+    assert!(badkey > 0, "no BADKEY answer among the seeds");
+}
