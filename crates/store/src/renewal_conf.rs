@@ -600,7 +600,7 @@ type ParseErr = (usize, String);
 fn handle_value(s: &str) -> Result<(Value, Option<String>), String> {
     const BAD: &str = "badly quoted value or invalid list (quote values that contain commas or #)";
     let mut items = Vec::new();
-    if let Some((single, comment)) = match_items(s, 0, &mut items) {
+    if let Some((single, comment)) = match_items(s, 0, &mut items, &mut vec![false; s.len() + 1]) {
         let value = if items.is_empty() {
             Value::Str(single.unwrap_or_default())
         } else {
@@ -628,19 +628,25 @@ fn skip_ws(s: &str, pos: usize) -> usize {
 /// Value and inline comment found by the matcher.
 type Matched = (Option<String>, Option<String>);
 
-/// List items (`item \s*,\s*`)* then the last item; returns (last item, comment).
-fn match_items(s: &str, pos: usize, items: &mut Vec<String>) -> Option<Matched> {
+/// List items (`item \s*,\s*`)* then the last item; returns (last item, comment). Like the
+/// regular expression, it backtracks over where a quoted item ends; `failed` remembers the
+/// positions from which nothing matches (the outcome depends on the position alone), so a line
+/// like `"a", "a", ... ,,` takes quadratic time, not exponential.
+fn match_items(s: &str, pos: usize, items: &mut Vec<String>, failed: &mut [bool]) -> Option<Matched> {
+    if failed[pos] {
+        return None;
+    }
     let rest = &s[pos..];
     let first = rest.chars().next();
-    // One more list item, in regex priority order.
-    let mut candidates: Vec<(String, usize)> = Vec::new();
+    // One more list item, in regex priority order: (item start, item end, next position).
+    let mut candidates: Vec<(usize, usize, usize)> = Vec::new();
     match first {
         Some(q @ ('"' | '\'')) => {
             for (j, ch) in rest.char_indices().skip(1) {
                 if ch == q {
                     let after = skip_ws(s, pos + j + 1);
                     if s[after..].starts_with(',') {
-                        candidates.push((rest[1..j].to_string(), skip_ws(s, after + 1)));
+                        candidates.push((1, j, skip_ws(s, after + 1)));
                     }
                 }
             }
@@ -650,16 +656,17 @@ fn match_items(s: &str, pos: usize, items: &mut Vec<String>) -> Option<Matched> 
                 && rest.as_bytes()[k] == b','
             {
                 candidates.push((
-                    rest[..k].trim_end_matches(is_ws).to_string(),
+                    0,
+                    rest[..k].trim_end_matches(is_ws).len(),
                     skip_ws(s, pos + k + 1),
                 ));
             }
         }
         _ => {}
     }
-    for (item, next) in candidates {
-        items.push(item);
-        if let Some(r) = match_items(s, next, items) {
+    for (start, end, next) in candidates {
+        items.push(rest[start..end].to_string());
+        if let Some(r) = match_items(s, next, items, failed) {
             return Some(r);
         }
         items.pop();
@@ -693,7 +700,9 @@ fn match_items(s: &str, pos: usize, items: &mut Vec<String>) -> Option<Matched> 
         _ => {}
     }
     // An empty value (nothing after the comma of the last item): configobj drops it.
-    trailing_comment(rest).map(|c| (None, c))
+    let r = trailing_comment(rest).map(|c| (None, c));
+    failed[pos] = r.is_none();
+    r
 }
 
 /// configobj's `_multiline`: a value opened with `'''` or `"""`.

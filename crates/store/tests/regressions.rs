@@ -112,3 +112,22 @@ fn key_starting_with_a_byte_order_mark() {
     let text = w.to_text().unwrap();
     assert_eq!(read(&text).get("\u{feff}k"), Some("v"), "{text:?}");
 }
+
+/// configobj's list regex backtracks over every way to split quoted items; so did our reader,
+/// taking exponential time on a line like `k = "a", "a", ... ,,` (configobj itself takes
+/// minutes at 20 items). It stays linear-ish now, with the same answers.
+#[test]
+fn list_backtracking_is_not_exponential() {
+    let start = std::time::Instant::now();
+    for tail in [",,", "x\"y\"z, ,"] {
+        let text = format!("k = {}{tail}\n", "\"a\", ".repeat(60));
+        assert!(RenewalConf::parse(&text, Path::new("t.conf")).is_err());
+    }
+    let text = format!("k = {}\"a\" # c\n", "\"a\", ".repeat(200));
+    assert_eq!(read(&text).root().get("k").map(|v| v.to_list().len()), Some(201));
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+}
