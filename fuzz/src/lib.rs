@@ -354,6 +354,16 @@ pub fn acme_json(data: &[u8]) {
     }
 }
 
+/// A 90-day certificate 60 days into its life.
+fn two_thirds_through() -> CertFacts {
+    CertFacts {
+        not_before: NOW - Duration::days(60),
+        not_after: NOW + Duration::days(30),
+        serial: vec![1, 2, 3],
+        conf_mismatch: None,
+    }
+}
+
 /// What the renewer does with a renewalInfo answer: keep the window, then decide on it.
 fn use_ari(info: &certfleet_acme::RenewalInfo) {
     let w = AriWindow::new(
@@ -363,12 +373,7 @@ fn use_ari(info: &certfleet_acme::RenewalInfo) {
         NOW,
         info.retry_after,
     );
-    let facts = CertFacts {
-        not_before: NOW - Duration::days(60),
-        not_after: NOW + Duration::days(30),
-        serial: vec![1, 2, 3],
-        conf_mismatch: None,
-    };
+    let facts = two_thirds_through();
     let mut state = LineageState::new("fuzz");
     state.record_ari(NOW, &facts.serial, w.clone());
     for next_run in [None, Some(NOW + Duration::hours(12))] {
@@ -507,12 +512,7 @@ pub fn renew_state(data: &[u8]) {
     let json = serde_json::to_string(&state).expect("a loaded state saves");
     let back: LineageState = serde_json::from_str(&json).expect("a saved state loads");
     assert_eq!(back, state);
-    let facts = CertFacts {
-        not_before: NOW - Duration::days(60),
-        not_after: NOW + Duration::days(30),
-        serial: vec![1, 2, 3],
-        conf_mismatch: None,
-    };
+    let facts = two_thirds_through();
     let ari = state.ari_for(&facts.serial).map(|a| a.window.clone());
     for force in [false, true] {
         let input = RenewalInput {

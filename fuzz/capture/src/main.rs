@@ -124,20 +124,12 @@ fn pebble(seeds: &mut Seeds) -> Result<()> {
         .start()?;
     let certbot = Certbot::for_pebble(&pebble)?;
     let root = nginx.webroot().display().to_string();
-    certbot.run_ok(&[
-        "certonly",
-        "--webroot",
-        "-w",
-        &root,
-        "-d",
-        "web.example.test",
-        "-d",
-        "www.web.example.test",
-        "--agree-tos",
-        "--register-unsafely-without-email",
-        "--post-hook",
-        "true",
-    ])?;
+    let mut args: Vec<&str> = "certonly --webroot -d web.example.test -d www.web.example.test \
+                               --agree-tos --register-unsafely-without-email --post-hook true"
+        .split_whitespace()
+        .collect();
+    args.extend(["-w", &root]);
+    certbot.run_ok(&args)?;
     certbot_tree(seeds, &certbot, "pebble-webroot")
 }
 
