@@ -15,8 +15,11 @@ use time::{Duration, OffsetDateTime, macros::datetime};
 /// The one "now" of every target, so a crash reproduces on any day.
 pub const NOW: OffsetDateTime = datetime!(2025-06-01 12:00 UTC);
 
+/// A target's body: takes any input, panics on a bug.
+pub type Target = fn(&[u8]);
+
 /// Every target by name, for the corpus replay and `scripts/fuzz.sh`'s list.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("renewal_conf", renewal_conf),
     ("renewal_conf_write", renewal_conf_write),
     ("cli_ini", cli_ini),

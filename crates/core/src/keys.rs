@@ -191,7 +191,7 @@ impl PrivateKey {
         // and stricter readers (the JWK export, openssl) refuse them.
         use x509_parser::asn1_rs::{Any, FromDer};
         match Any::from_der(der) {
-            Ok((rest, _)) if rest.is_empty() => {}
+            Ok(([], _)) => {}
             Ok(_) => return Err(KeyError::Malformed("data after the end of the key".into())),
             Err(e) => return Err(KeyError::Malformed(e.to_string())),
         }

@@ -285,6 +285,9 @@ fn log_entries(log: &str) -> Vec<String> {
     out
 }
 
+/// A request and its response, as relayed.
+type Exchange = (Vec<u8>, Vec<u8>);
+
 /// BIND's answers to dig and nsupdate, TSIG-signed and not, through a recording UDP relay. A
 /// seed is the `dns_message` input: algorithm index, the time, the key's secret and the
 /// request's MAC (each length-prefixed), then the response.
@@ -297,7 +300,7 @@ fn dns(seeds: &mut Seeds, algorithm: &str) -> Result<()> {
     let relay = UdpSocket::bind("127.0.0.1:0")?;
     let relay_port = relay.local_addr()?.port();
     let upstream = bind.addr();
-    let exchanges: Arc<Mutex<Vec<(Vec<u8>, Vec<u8>)>>> = Arc::default();
+    let exchanges: Arc<Mutex<Vec<Exchange>>> = Arc::default();
     let log = exchanges.clone();
     relay.set_read_timeout(Some(std::time::Duration::from_millis(200)))?;
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
