@@ -270,7 +270,11 @@ impl RenewalConf {
                     comment_line(c.trim_start_matches(is_ws).to_string(), true)
                 ));
             }
-            let key = quote(&item.key, false).map_err(|m| self.value_err(&item.key, m))?;
+            if s.sections.iter().any(|sec| sec.key == item.key) {
+                // It would read back as a duplicate name.
+                return Err(self.value_err(&item.key, "a key cannot have a section's name".into()));
+            }
+            let key = quote_key(&item.key).map_err(|m| self.value_err(&item.key, m))?;
             let inline = self.inline(&item.inline);
             let val = encode_value(&key, &item.value, &inline).map_err(|m| self.value_err(&item.key, m))?;
             out.push(format!("{indent}{key} = {val}{inline}"));
@@ -537,6 +541,21 @@ fn quote(value: &str, multiline: bool) -> Result<String, String> {
     } else {
         format!("\"\"\"{value}\"\"\"")
     })
+}
+
+/// A key: quoted like a value, and also when configobj's bare key would not read back: one
+/// holding `=` (configobj writes it bare and reads `a=b = v` as key `a`) or starting with U+FEFF
+/// (read as a byte order mark when it is the file's first key).
+fn quote_key(key: &str) -> Result<String, String> {
+    let quoted = quote(key, false)?;
+    if quoted != key || !(key.contains('=') || key.starts_with('\u{feff}')) {
+        return Ok(quoted);
+    }
+    match (key.contains('\''), key.contains('"')) {
+        (true, true) => Err("a key with = cannot hold both ' and \"".into()),
+        (_, true) => Ok(format!("'{key}'")),
+        _ => Ok(format!("\"{key}\"")),
+    }
 }
 
 /// configobj's `_quote` for a whole value (lists: `a, b`, `a,`, `,`).

@@ -309,11 +309,7 @@ fn saved_strings(a: &CertonlyArgs) -> [(&'static str, &'static str, &Option<Stri
         ("--preferred-chain", "preferred_chain", &a.preferred_chain),
         ("--preferred-profile", "preferred_profile", &a.preferred_profile),
         ("--required-profile", "required_profile", &a.required_profile),
-        (
-            "--deploy-reload",
-            RELOAD_CONF_KEY,
-            &a.deploy_reload,
-        ),
+        ("--deploy-reload", RELOAD_CONF_KEY, &a.deploy_reload),
     ]
 }
 
