@@ -19,18 +19,36 @@ pub struct RenewalInfo {
     pub retry_after: Option<std::time::Duration>,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct RenewalInfoJson {
-    pub suggested_window: WindowJson,
-    #[serde(rename = "explanationURL")]
-    pub explanation_url: Option<String>,
+impl RenewalInfo {
+    /// A renewalInfo answer's body (RFC 9773 section 4.2), with the answer's `Retry-After`.
+    /// The error says what is wrong, for the caller to put next to the URL.
+    pub fn from_json(body: &[u8], retry_after: Option<std::time::Duration>) -> Result<Self, String> {
+        let parsed: RenewalInfoJson = serde_json::from_slice(body).map_err(|e| format!("bad JSON: {e}"))?;
+        let parse = |s: &str| {
+            OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                .map_err(|e| format!("bad time {s:?}: {e}"))
+        };
+        Ok(RenewalInfo {
+            window_start: parse(&parsed.suggested_window.start)?,
+            window_end: parse(&parsed.suggested_window.end)?,
+            explanation_url: parsed.explanation_url,
+            retry_after,
+        })
+    }
 }
 
 #[derive(Deserialize)]
-pub(crate) struct WindowJson {
-    pub start: String,
-    pub end: String,
+#[serde(rename_all = "camelCase")]
+struct RenewalInfoJson {
+    suggested_window: WindowJson,
+    #[serde(rename = "explanationURL")]
+    explanation_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WindowJson {
+    start: String,
+    end: String,
 }
 
 #[cfg(test)]

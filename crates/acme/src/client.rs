@@ -64,22 +64,32 @@ impl Reply {
 
     /// `Link: <url>;rel="alternate"` targets (RFC 8555 section 7.4.2), and others by rel.
     pub fn links(&self, rel: &str) -> Vec<String> {
-        self.headers
-            .get_all("link")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|link| {
-                let (target, params) = link.trim().split_once(';')?;
-                let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
-                let matches = params.split(';').any(|p| {
-                    let p = p.trim();
-                    p == format!("rel=\"{rel}\"") || p == format!("rel={rel}")
-                });
-                matches.then(|| target.to_string())
-            })
-            .collect()
+        parse_links(
+            self.headers
+                .get_all("link")
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+            rel,
+        )
     }
+}
+
+/// The targets of the `Link` header values whose `rel` is `rel`, in order.
+#[doc(hidden)]
+pub fn parse_links<'a>(values: impl IntoIterator<Item = &'a str>, rel: &str) -> Vec<String> {
+    values
+        .into_iter()
+        .flat_map(|v| v.split(','))
+        .filter_map(|link| {
+            let (target, params) = link.trim().split_once(';')?;
+            let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+            let matches = params.split(';').any(|p| {
+                let p = p.trim();
+                p == format!("rel=\"{rel}\"") || p == format!("rel={rel}")
+            });
+            matches.then(|| target.to_string())
+        })
+        .collect()
 }
 
 struct Inner {

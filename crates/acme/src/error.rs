@@ -120,7 +120,7 @@ pub enum AcmeError {
         /// From the response's Retry-After, e.g. with `rateLimited`.
         retry_after: Option<Duration>,
     },
-    #[error("cannot reach the ACME server at {url}: {source}")]
+    #[error("cannot reach the ACME server at {url}: {}", with_root_cause(.source))]
     Http {
         url: String,
         #[source]
@@ -166,5 +166,51 @@ impl AcmeError {
     pub fn is_rate_limited(&self) -> bool {
         self.problem()
             .is_some_and(|p| p.kind() == ProblemKind::RateLimited)
+    }
+}
+
+/// An error's message plus its innermost cause: reqwest says only "error sending request
+/// for url (...)"; why (connection refused, certificate unknown, DNS) is at the bottom of
+/// its source chain.
+pub(crate) fn with_root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut msg = e.to_string();
+    let mut root = None;
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        root = Some(c);
+        cur = c.source();
+    }
+    if let Some(root) = root {
+        let why = root.to_string();
+        if !msg.contains(&why) {
+            msg.push_str(": ");
+            msg.push_str(&why);
+        }
+    }
+    msg
+}
+
+#[cfg(test)]
+mod root_cause_tests {
+    use super::with_root_cause;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("error sending request for url (http://127.0.0.1:1/dir)")]
+    struct Outer(#[source] Middle);
+    #[derive(Debug, thiserror::Error)]
+    #[error("client error (Connect)")]
+    struct Middle(#[source] std::io::Error);
+
+    #[test]
+    fn http_error_message_names_the_innermost_cause() {
+        let e = Outer(Middle(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused,
+        )));
+        let m = with_root_cause(&e);
+        assert!(m.starts_with("error sending request"), "{m}");
+        assert!(m.to_lowercase().contains("connection refused"), "{m}");
+        // No cause: unchanged.
+        let plain = std::io::Error::other("x");
+        assert_eq!(with_root_cause(&plain), "x");
     }
 }

@@ -16,12 +16,16 @@ mod poll;
 mod types;
 
 pub use ari::{RenewalInfo, cert_id};
+#[doc(hidden)]
+pub use client::parse_links;
 pub use client::{AcmeClient, ClientOptions};
 pub use directory::{Directory, DirectoryMeta};
 pub use error::{AcmeError, Problem, ProblemKind, Subproblem};
 pub use jws::{AccountKey, Eab};
 pub use order::{Account, ChainOption, NewAccount, NewOrder, RevocationReason, revoke_with_cert_key};
 pub use poll::Backoff;
+#[doc(hidden)]
+pub use poll::parse_retry_after;
 pub use types::{
     AccountInfo, AuthorizationInfo, AuthorizationStatus, ChallengeInfo, ChallengeStatus, IdentifierJson,
     OrderInfo, OrderStatus,

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::ari::{RenewalInfo, RenewalInfoJson};
+use crate::ari::RenewalInfo;
 use crate::client::{AcmeClient, KeyId};
 use crate::error::AcmeError;
 use crate::jws::{AccountKey, Eab, b64};
@@ -398,21 +398,9 @@ impl Account {
         };
         let url = format!("{}/{}", base.trim_end_matches('/'), cert_id);
         let reply = client.get(&url).await?;
-        let parsed: RenewalInfoJson = reply.json(&url)?;
-        let parse = |s: &str| {
-            time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).map_err(|e| {
-                AcmeError::Protocol {
-                    url: url.clone(),
-                    what: format!("bad time {s:?}: {e}"),
-                }
-            })
-        };
-        Ok(Some(RenewalInfo {
-            window_start: parse(&parsed.suggested_window.start)?,
-            window_end: parse(&parsed.suggested_window.end)?,
-            explanation_url: parsed.explanation_url,
-            retry_after: reply.retry_after(),
-        }))
+        RenewalInfo::from_json(&reply.body, reply.retry_after())
+            .map(Some)
+            .map_err(|what| AcmeError::Protocol { url, what })
     }
 }
 

@@ -32,11 +32,17 @@ impl Backoff {
     }
 }
 
-/// Parse a Retry-After header value: delay-seconds or an HTTP-date.
-pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
+/// The longest Retry-After delay taken as given (about 136 years); callers add the delay to
+/// the current time, which a larger one would overflow.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(u32::MAX as u64);
+
+/// Parse a Retry-After header value: delay-seconds (capped at [`MAX_RETRY_AFTER`]) or an
+/// HTTP-date.
+#[doc(hidden)]
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+        return Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER));
     }
     let when = time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc2822).ok()?;
     let delta = when - time::OffsetDateTime::now_utc();

@@ -56,7 +56,7 @@ pub struct GlobalArgs {
     #[arg(short = 'c', long = "config", global = true, value_name = "FILE")]
     pub config_file: Option<PathBuf>,
     /// ACME directory URL of the CA.
-    #[arg(long, global = true, value_name = "URL")]
+    #[arg(long, global = true, value_name = "URL", value_parser = parse_server_url)]
     pub server: Option<String>,
     /// Use Let's Encrypt's staging CA (certificates are not trusted).
     #[arg(long, visible_alias = "test-cert", global = true)]
@@ -175,7 +175,7 @@ certificate still valid; 11 a certificate is expired or expires before its next 
 EXAMPLES:\n  certfleet renew\n  certfleet renew --dry-run\n  \
 certfleet renew --cert-name example.com --force-renewal --deploy-reload nginx"
     )]
-    Renew(RenewArgs),
+    Renew(Box<RenewArgs>),
     /// Run as a daemon: renew each certificate when it is due (ARI windows included), sleep otherwise.
     #[command(
         long_about = "Stay in the foreground and renew certificates as they come due, sleeping until the next \
@@ -210,7 +210,7 @@ EXAMPLE:\n  certfleet serve --data-dir /var/lib/certfleet --http-01-listen 127.0
 #[derive(Debug, Args)]
 pub struct RevokeArgs {
     /// Lineage whose current certificate to revoke.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", value_parser = parse_cert_name)]
     pub cert_name: Option<String>,
     /// Certificate file to revoke.
     #[arg(long, value_name = "FILE", conflicts_with = "cert_name")]
@@ -232,7 +232,7 @@ pub struct RevokeArgs {
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
     /// Lineage(s) to delete.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", value_parser = parse_cert_name)]
     pub cert_name: Vec<String>,
 }
 
@@ -263,7 +263,7 @@ pub struct RenewHookArgs {
 #[derive(Debug, Args)]
 pub struct RenewArgs {
     /// Only this lineage (repeatable).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", value_parser = parse_cert_name)]
     pub cert_name: Vec<String>,
     /// Renew against the CA but save nothing (no certificates, no failure memory); deploy hooks are skipped.
     #[arg(long)]
@@ -279,6 +279,13 @@ pub struct RenewArgs {
     pub jobs: u16,
     #[command(flatten)]
     pub hooks: RenewHookArgs,
+    /// certbot's renewal-setting flags (see args_certbot.rs).
+    #[command(flatten)]
+    pub auth: crate::args_certbot::RenewAuthArgs,
+    #[command(flatten)]
+    pub plugins: crate::args_certbot::PluginArgs,
+    #[command(flatten)]
+    pub compat: crate::args_certbot::CompatArgs,
 }
 
 #[derive(Debug, Args)]
@@ -296,7 +303,7 @@ pub struct RunArgs {
 #[derive(Debug, Args)]
 pub struct ReconfigureArgs {
     /// The lineage to change.
-    #[arg(long, value_name = "NAME", required = true)]
+    #[arg(long, value_name = "NAME", required = true, value_parser = parse_cert_name)]
     pub cert_name: String,
     /// Renew with http-01 through this document root (-w) for every name.
     #[arg(long, conflicts_with = "standalone")]
@@ -346,7 +353,7 @@ pub struct ReconfigureArgs {
 #[derive(Debug, Args)]
 pub struct UpdateSymlinksArgs {
     /// Only these lineages (default: all).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", value_parser = parse_cert_name)]
     pub cert_name: Vec<String>,
 }
 
@@ -371,7 +378,7 @@ pub struct CertonlyArgs {
     #[arg(long = "ip-address", value_name = "IP")]
     pub ip_addresses: Vec<IpAddr>,
     /// Lineage name (directory under live/); default: the first domain.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", value_parser = parse_cert_name)]
     pub cert_name: Option<String>,
 
     /// Prove control by writing files into a running web server's document root.
@@ -402,10 +409,12 @@ pub struct CertonlyArgs {
     /// `--dns-<provider>` and its settings, one set per registered DNS provider.
     #[command(flatten)]
     pub dns_providers: DnsProviderArgs,
-    /// dns-01 by hand, or through --manual-auth-hook scripts (with --preferred-challenges dns).
+    /// certbot's manual plugin: http-01 through --manual-auth-hook scripts, or with
+    /// --preferred-challenges dns, dns-01 by hand or through hooks.
     #[arg(long, group = "authenticator", help_heading = "dns-01")]
     pub manual: bool,
-    /// With --manual: command that publishes CERTBOT_VALIDATION at _acme-challenge.CERTBOT_DOMAIN.
+    /// With --manual: command that publishes CERTBOT_VALIDATION (at
+    /// _acme-challenge.CERTBOT_DOMAIN for dns-01, at /.well-known/acme-challenge/CERTBOT_TOKEN for http-01).
     #[arg(long, value_name = "CMD", help_heading = "dns-01")]
     pub manual_auth_hook: Option<String>,
     /// With --manual: command that removes it (gets CERTBOT_AUTH_OUTPUT too).
@@ -488,12 +497,18 @@ pub struct CertonlyArgs {
     /// After issuance, test the config of SERVICE and reload it if the test passes (saved for renew).
     #[arg(long, value_name = "SERVICE")]
     pub deploy_reload: Option<String>,
+
+    /// certbot's nginx/Apache plugins and compatibility flags (see args_certbot.rs).
+    #[command(flatten)]
+    pub plugins: crate::args_certbot::PluginArgs,
+    #[command(flatten)]
+    pub compat: crate::args_certbot::CompatArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct CertificatesArgs {
     /// Only this lineage.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", value_parser = parse_cert_name)]
     pub cert_name: Option<String>,
     /// Only lineages containing these domains.
     #[arg(short = 'd', long = "domains", value_name = "DOMAIN")]
@@ -539,6 +554,32 @@ fn parse_resolver(s: &str) -> Result<std::net::SocketAddr, String> {
     s.parse()
         .or_else(|_| s.parse::<IpAddr>().map(|ip| std::net::SocketAddr::new(ip, 53)))
         .map_err(|_| format!("{s:?} is not an IP address with an optional port (e.g. 127.0.0.1:5353)"))
+}
+
+/// `--server`: an http(s) URL with a host, checked here so a typo is a usage error (exit 2)
+/// that says what is wrong, not an HTTP client error later.
+fn parse_server_url(s: &str) -> Result<String, String> {
+    let example = "e.g. https://acme-v02.api.letsencrypt.org/directory";
+    let url = url::Url::parse(s)
+        .map_err(|e| format!("{s:?} is not a URL ({e}); give the CA's ACME directory URL, {example}"))?;
+    if !matches!(url.scheme(), "https" | "http") {
+        return Err(format!(
+            "{s:?} has scheme {:?}; an ACME directory URL starts with https:// ({example})",
+            url.scheme()
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{s:?} has no host name; {example}"));
+    }
+    Ok(s.to_string())
+}
+
+/// `--cert-name`: a directory name under live/ and archive/ (no `/`, `.`, `..`, leading
+/// `.` or `-`, control characters), rejected as a usage error before anything runs.
+fn parse_cert_name(s: &str) -> Result<String, String> {
+    certfleet_store::lineage::validate_name(s)
+        .map(|()| s.to_string())
+        .map_err(|e| e.to_string())
 }
 
 /// `--hook-timeout`: seconds, or a number with `s`/`m`/`h`.

@@ -2,13 +2,24 @@
 //! exit code. Issuance and renewal are certfleet-engine's; this crate is arguments, verbs
 //! and output.
 
+/// `println!` for command output that does not panic on a closed pipe (verbs/output.rs).
+macro_rules! outln {
+    ($($arg:tt)*) => { $crate::verbs::output::line(false, format_args!($($arg)*)) };
+}
+/// `eprintln!` that does not panic on a closed pipe.
+macro_rules! errln {
+    ($($arg:tt)*) => { $crate::verbs::output::line(true, format_args!($($arg)*)) };
+}
+
 mod account;
 mod args;
+mod args_certbot;
 mod authenticator;
 mod cli_ini;
 mod deploy;
 mod error;
 mod fleet_args;
+mod overrides;
 mod progress;
 mod verbs;
 
@@ -81,7 +92,7 @@ pub fn dry_run_server(g: &args::GlobalArgs, dry_run: bool) -> args::GlobalArgs {
 }
 
 fn report(e: CliError) -> std::process::ExitCode {
-    eprintln!("certfleet: {}", e.message);
+    errln!("certfleet: {}", e.message);
     std::process::ExitCode::from(e.code as u8)
 }
 

@@ -67,6 +67,11 @@ impl Env {
 
     /// Standalone issuance on the port Pebble validates against.
     pub fn certonly_standalone(&self, domains: &[&str], extra: &[&str]) -> Output {
+        self.certonly_standalone_cmd(domains, extra).output().unwrap()
+    }
+
+    /// The command [`Env::certonly_standalone`] runs, to add environment variables.
+    pub fn certonly_standalone_cmd(&self, domains: &[&str], extra: &[&str]) -> Command {
         let port = self.pebble.http_port().to_string();
         let mut args = vec![
             "certonly",
@@ -85,7 +90,7 @@ impl Env {
             args.push(d);
         }
         args.extend_from_slice(extra);
-        self.run(&args)
+        self.cmd(&args)
     }
 
     /// The lineage's fullchain verifies to one of Pebble's roots for every name; returns the root index.

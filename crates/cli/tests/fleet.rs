@@ -26,7 +26,7 @@ struct Server {
 impl Server {
     fn start(pebble: &Pebble, data: &Path, http01_port: u16) -> Server {
         let log = data.with_extension("log");
-        let api = free_port().unwrap();
+        let api = free_port();
         let child = Command::new(BIN)
             .args(["serve", "--data-dir"])
             .arg(data)
@@ -121,7 +121,7 @@ impl Host {
             ));
         }
         let (fullchain, keyfile) = first.unwrap();
-        let https_port = free_port().unwrap();
+        let https_port = free_port();
         let nginx = Nginx::builder()
             .https(&fullchain, &keyfile)
             .https_port(https_port)
@@ -185,7 +185,7 @@ fn world_readable_tempdir() -> tempfile::TempDir {
 
 #[test]
 fn fleet_on_sqlite_issues_installs_verifies_and_keeps_hosts_apart() {
-    let http01 = free_port().unwrap();
+    let http01 = free_port();
     let pebble = Pebble::builder().http_port(http01).start().unwrap();
     let tmp = world_readable_tempdir();
     let server = Server::start(&pebble, &tmp.path().join("server"), http01);

@@ -187,6 +187,14 @@ impl PrivateKey {
     }
 
     pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, KeyError> {
+        // aws-lc ignores bytes after the key; they would be kept here and written out again,
+        // and stricter readers (the JWK export, openssl) refuse them.
+        use x509_parser::asn1_rs::{Any, FromDer};
+        match Any::from_der(der) {
+            Ok(([], _)) => {}
+            Ok(_) => return Err(KeyError::Malformed("data after the end of the key".into())),
+            Err(e) => return Err(KeyError::Malformed(e.to_string())),
+        }
         if EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der).is_ok() {
             return Ok(Self {
                 spec: KeySpec::EcdsaP256,

@@ -8,11 +8,16 @@ use std::path::PathBuf;
 use certfleet_core::Identifier;
 use certfleet_solvers::Solver;
 use certfleet_solvers::http01::{Standalone, Webroot};
+use certfleet_solvers::http01_manual::ManualHttp01;
+use certfleet_solvers::webserver::WebServerSolver;
+use certfleet_solvers::webserver::apache::ApacheOptions;
+use certfleet_solvers::webserver::nginx::NginxOptions;
 use certfleet_store::RenewalConf;
 
 use crate::EngineError;
 
 pub mod dns;
+pub mod http;
 pub mod tls_alpn;
 
 pub use dns::DnsAuth;
@@ -38,11 +43,25 @@ pub enum AuthSpec {
     },
     /// dns-01: a registered DNS provider or `manual` (see [`dns`]).
     Dns(DnsAuth),
+    /// http-01 through a running nginx (certbot's `--nginx`, see [`http`]).
+    Nginx(NginxOptions),
+    /// http-01 through a running Apache (certbot's `--apache`).
+    Apache(ApacheOptions),
+    /// http-01 through certbot's manual hooks.
+    ManualHttp {
+        auth_hook: String,
+        cleanup_hook: Option<String>,
+    },
 }
 
 impl AuthSpec {
     /// Rebuild from `[renewalparams]` as certbot wrote it (or we did).
     pub fn from_conf(conf: &RenewalConf, ids: &[Identifier]) -> Result<Self, EngineError> {
+        if conf.authenticator() == Some("manual")
+            && http::manual_challenge(&dns::preferred_challenges(&conf.pref_challs())?, ids) == "http-01"
+        {
+            return http::manual_http_from_conf(conf);
+        }
         if let Some(d) = DnsAuth::from_conf(conf, ids)? {
             return Ok(AuthSpec::Dns(d));
         }
@@ -50,13 +69,10 @@ impl AuthSpec {
             Some(tls_alpn::AUTHENTICATOR) => tls_alpn::from_conf(conf),
             Some("standalone") => Ok(AuthSpec::Standalone {
                 address: conf.param_str("http01_address").unwrap_or("").to_string(),
-                port: match conf.param_str("http01_port") {
-                    Some(p) => p.parse().map_err(|_| {
-                        EngineError::config(format!("http01_port {p:?} in the renewal conf is not a port"))
-                    })?,
-                    None => 80,
-                },
+                port: http::http01_port(conf)?,
             }),
+            Some("nginx") => Ok(AuthSpec::Nginx(http::nginx_options(conf)?)),
+            Some("apache") => Ok(AuthSpec::Apache(http::apache_options(conf)?)),
             Some("webroot") => {
                 let mut map: BTreeMap<String, PathBuf> = conf
                     .webroot_map()
@@ -73,7 +89,7 @@ impl AuthSpec {
             }
             Some(other) => Err(EngineError::config(format!(
                 "the renewal conf uses authenticator {other:?}, which certfleet cannot run yet; \
-                 reconfigure it with --webroot, --standalone, {}",
+                 reconfigure it with --webroot, --standalone, --nginx, --apache, {}",
                 dns::dns_choices()
             ))),
             None => Err(EngineError::config("the renewal conf names no authenticator")),
@@ -114,6 +130,9 @@ impl AuthSpec {
                 conf.set_webroot_map(&entries);
             }
             AuthSpec::Dns(d) => d.record(conf),
+            AuthSpec::Nginx(_) | AuthSpec::Apache(_) | AuthSpec::ManualHttp { .. } => {
+                http::record(self, conf)
+            }
         }
         // A dns-01 preference left from an earlier authenticator would make certbot refuse.
         if !matches!(self, AuthSpec::Dns(_)) && !conf.pref_challs().iter().any(|c| c == "http-01") {
@@ -127,6 +146,15 @@ impl AuthSpec {
             AuthSpec::Dns(d) => Ok(Box::new(d.solver(&ctx.work_dir)?)),
             AuthSpec::TlsAlpn { address, port } => tls_alpn::solver(address, *port).await,
             AuthSpec::Webroot(map) => Ok(Box::new(Webroot::new(map.clone()))),
+            AuthSpec::Nginx(o) => Ok(Box::new(WebServerSolver::nginx(o.clone(), &ctx.work_dir))),
+            AuthSpec::Apache(o) => Ok(Box::new(WebServerSolver::apache(o.clone(), &ctx.work_dir))),
+            AuthSpec::ManualHttp {
+                auth_hook,
+                cleanup_hook,
+            } => Ok(Box::new(ManualHttp01::new(
+                auth_hook.clone(),
+                cleanup_hook.clone(),
+            ))),
             AuthSpec::Standalone { address, port } => {
                 let ip = listen_ip(address, "--http-01-address")?;
                 Ok(Box::new(Standalone::bind(SocketAddr::new(ip, *port)).await?))

@@ -110,7 +110,7 @@ pub async fn run_reload(cmds: &ReloadCommands, timeout: Duration) -> Result<(), 
 pub struct IssuanceHooks {
     cfg: HookConfig,
     runner: Option<HookRunner>,
-    reload: Option<ReloadCommands>,
+    reload: Vec<ReloadCommands>,
     failures: Vec<String>,
 }
 
@@ -140,8 +140,8 @@ impl IssuanceHooks {
     /// `enabled` is false for `--no-hooks`; `reload` is a service name.
     pub fn new(cfg: HookConfig, reload: Option<&str>, enabled: bool) -> Result<Self, EngineError> {
         let reload = match reload {
-            Some(s) if enabled => Some(reload_commands(s)?),
-            _ => None,
+            Some(s) if enabled => vec![reload_commands(s)?],
+            _ => vec![],
         };
         Ok(Self {
             runner: enabled.then(|| HookRunner::new(cfg.clone())),
@@ -149,6 +149,13 @@ impl IssuanceHooks {
             reload,
             failures: Vec::new(),
         })
+    }
+
+    /// Also reload this service after the lineage is saved (an installer's reload).
+    pub fn add_reload(&mut self, cmds: ReloadCommands) {
+        if !self.reload.iter().any(|r| r.service == cmds.service) {
+            self.reload.push(cmds);
+        }
     }
 
     pub async fn pre(&mut self) {
@@ -166,11 +173,12 @@ impl IssuanceHooks {
             let res = r.renewed(live_dir, domains, &LineageHooks::default()).await;
             self.note(&res);
         }
-        if let Some(cmds) = &self.reload
-            && !self.cfg.dry_run
-            && let Err(e) = run_reload(cmds, self.cfg.timeout).await
-        {
-            self.failures.push(e);
+        if !self.cfg.dry_run {
+            for cmds in &self.reload {
+                if let Err(e) = run_reload(cmds, self.cfg.timeout).await {
+                    self.failures.push(e);
+                }
+            }
         }
     }
 

@@ -62,7 +62,8 @@ pub async fn issue_replacing(
     match issue(account, solver, req.clone(), events).await {
         Err(e) if req.replaces.is_some() && e.is_already_replaced() => {
             tracing::warn!(
-                "the CA refused `replaces` ({}); ordering without it",
+                "{}: the CA refused `replaces` ({}); ordering without it",
+                names(&req.identifiers),
                 e.message()
             );
             let req = IssueRequest { replaces: None, ..req };

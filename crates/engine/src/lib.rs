@@ -15,6 +15,7 @@ pub mod error;
 pub mod events;
 pub mod issue;
 pub mod lineage;
+pub mod overrides;
 pub mod renewal;
 
 pub use error::EngineError;

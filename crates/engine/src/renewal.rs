@@ -14,6 +14,7 @@ mod ari;
 mod attempt;
 mod jobs;
 mod load;
+mod register;
 mod sweep;
 
 use std::path::PathBuf;
@@ -56,8 +57,18 @@ pub struct PassOptions {
     pub ca_bundle: Option<PathBuf>,
     /// An account id given by the caller (`--account`): overrides the conf.
     pub account_override: Option<String>,
+    /// Renewal settings given by the caller (certbot's `renew` flags): applied to every
+    /// lineage's conf for this run, and saved with a successful renewal.
+    pub overrides: crate::overrides::ConfOverrides,
+    /// How to register an account at a `server_override` CA where the lineage's account does
+    /// not exist (the lineage's contact is used unless these name one).
+    pub registration: crate::account::AccountOptions,
     /// Set by a signal handler: start no new renewal, finish the ones in flight.
     pub stop: Arc<AtomicBool>,
+    /// Ctrl-C / SIGTERM abort the renewals in flight, removing their challenge responses
+    /// (temporary web server configuration, DNS records) first, as `certonly` does; the
+    /// daemon instead lets them finish.
+    pub interrupt: bool,
     /// What time it is; every decision and every recorded attempt asks it.
     pub clock: Arc<dyn Clock>,
     /// Where renewals starting, succeeding and failing are reported.

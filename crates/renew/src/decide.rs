@@ -85,7 +85,7 @@ impl AriWindow {
     ) -> Self {
         let retry_after = retry_in
             .and_then(|d| Duration::try_from(d).ok())
-            .map(|d| fetched_at + d);
+            .and_then(|d| fetched_at.checked_add(d));
         Self {
             start,
             end,
@@ -302,6 +302,18 @@ fn due_rule(input: &RenewalInput<'_>, renew_before: Option<&RenewBefore>, now: O
                     t(chosen),
                     t(next)
                 ));
+            }
+            if chosen >= cert.not_after {
+                // Due at expiry at the latest: a daemon must not sleep past it.
+                return Due::At(
+                    cert.not_after,
+                    format!(
+                        "the certificate expires at {}, before the chosen time {} in the CA's ARI \
+                         renewal window {window}{explain}",
+                        t(cert.not_after),
+                        t(chosen)
+                    ),
+                );
             }
             return Due::At(
                 chosen,

@@ -8,7 +8,10 @@
 pub mod dns;
 
 pub mod http01;
+pub mod http01_manual;
+mod manual_hooks;
 pub mod tlsalpn01;
+pub mod webserver;
 
 use certfleet_core::{ChallengeType, Identifier};
 

@@ -292,20 +292,35 @@ fn load_dir(dir: &Path, id: &str) -> Result<Account, StoreError> {
     let regr_v = read_json(&regr_path)?;
     let key_v = read_json(&key_path)?;
     let meta_v = read_json(&meta_path)?;
-    let key = jwk::key_from_jwk(&key_v).map_err(|m| corrupt(&key_path, m))?;
+    account_from_json(dir, id, &regr_v, &key_v, &meta_v)
+}
+
+/// An account from the JSON of the three files of `dir` (named in errors), as [`AccountStore`]
+/// reads them.
+#[doc(hidden)]
+pub fn account_from_json(
+    dir: &Path,
+    id: &str,
+    regr_v: &serde_json::Value,
+    key_v: &serde_json::Value,
+    meta_v: &serde_json::Value,
+) -> Result<Account, StoreError> {
+    let key_path = dir.join("private_key.json");
+    let meta_path = dir.join("meta.json");
+    let key = jwk::key_from_jwk(key_v).map_err(|m| corrupt(&key_path, m))?;
     let s = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
     let meta = AccountMeta {
-        creation_dt: s(&meta_v, "creation_dt").ok_or_else(|| corrupt(&meta_path, "no creation_dt"))?,
-        creation_host: s(&meta_v, "creation_host").unwrap_or_default(),
-        register_to_eff: s(&meta_v, "register_to_eff"),
+        creation_dt: s(meta_v, "creation_dt").ok_or_else(|| corrupt(&meta_path, "no creation_dt"))?,
+        creation_host: s(meta_v, "creation_host").unwrap_or_default(),
+        register_to_eff: s(meta_v, "register_to_eff"),
     };
     let regr = Regr {
         body: regr_v
             .get("body")
             .cloned()
             .unwrap_or_else(|| serde_json::json!({})),
-        uri: s(&regr_v, "uri"),
-        new_authzr_uri: s(&regr_v, "new_authzr_uri"),
+        uri: s(regr_v, "uri"),
+        new_authzr_uri: s(regr_v, "new_authzr_uri"),
     };
     let computed = jwk::account_id(&key);
     if computed != id {

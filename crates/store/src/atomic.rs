@@ -33,6 +33,81 @@ fn temp_path(target: &Path, what: &str) -> Result<PathBuf, StoreError> {
     Ok(target.with_file_name(format!(".{name}.{what}-{}-{n}", std::process::id())))
 }
 
+/// Whether `name` is one of our temporary names (`.NAME.tmp-PID-N`, `.NAME.link-PID-N`).
+pub fn is_temp_name(name: &str) -> bool {
+    let Some((_, tail)) = name.strip_prefix('.').and_then(|n| n.rsplit_once('.')) else {
+        return false;
+    };
+    let Some((what, rest)) = tail.split_once('-') else {
+        return false;
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    matches!(what, "tmp" | "link") && rest.split_once('-').is_some_and(|(p, n)| digits(p) && digits(n))
+}
+
+/// Remove the temporary files in `dir` that other (dead) processes left behind; only call
+/// it with the store lock held. Returns what was removed; errors are logged.
+pub fn remove_temp_files(dir: &Path) -> Vec<PathBuf> {
+    let own = format!("-{}-", std::process::id());
+    let mut removed = Vec::new();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return removed;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !is_temp_name(name) || name.contains(&own) {
+            continue;
+        }
+        let path = entry.path();
+        match fs::remove_file(&path) {
+            Ok(()) => removed.push(path),
+            Err(e) => tracing::warn!("cannot remove leftover {}: {e}", path.display()),
+        }
+    }
+    removed
+}
+
+/// Read a file that must be a regular file. It is opened with `O_NONBLOCK` and checked
+/// before reading, so a FIFO (or device) where a conf should be never blocks us: reading
+/// a FIFO waits for a writer forever, while we hold the store lock.
+pub fn read_regular(path: &Path) -> Result<Vec<u8>, StoreError> {
+    use std::io::Read;
+    let mut f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .ctx("open", path)?;
+    let m = f.metadata().ctx("stat", path)?;
+    if !m.is_file() {
+        return Err(StoreError::NotRegular {
+            path: path.to_path_buf(),
+            kind: file_kind(&m.file_type()),
+        });
+    }
+    let mut data = Vec::with_capacity(m.len() as usize);
+    f.read_to_end(&mut data).ctx("read", path)?;
+    Ok(data)
+}
+
+/// What a non-regular file is, for messages.
+pub fn file_kind(t: &fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() || t.is_block_device() {
+        "a device"
+    } else if t.is_symlink() {
+        "a symlink"
+    } else {
+        "not a regular file"
+    }
+}
+
 fn parent(path: &Path) -> &Path {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -138,6 +213,23 @@ mod tests {
         replace_symlink(Path::new("a2.pem"), &l).unwrap();
         assert_eq!(fs::read_link(&l).unwrap(), Path::new("a2.pem"));
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn temp_names_are_recognised() {
+        let t = temp_path(Path::new("/x/cert1.pem"), "tmp").unwrap();
+        assert!(is_temp_name(t.file_name().unwrap().to_str().unwrap()));
+        assert!(is_temp_name(".privkey3.pem.link-12-0"));
+        for n in [
+            "cert1.pem",
+            ".cert1.pem",
+            ".a.tmp-1",
+            ".a.tmp-x-1",
+            ".a.new-12",
+            "a.tmp-1-2",
+        ] {
+            assert!(!is_temp_name(n), "{n}");
+        }
     }
 
     #[test]

@@ -44,6 +44,8 @@ pub enum StoreError {
     AccountCorrupt { path: PathBuf, msg: String },
     #[error("{path}: {msg}")]
     Key { path: PathBuf, msg: String },
+    #[error("{path} is {kind}, not a regular file; remove it or move it out of the way")]
+    NotRegular { path: PathBuf, kind: &'static str },
     #[error("invalid ACME server URL {url:?}: {msg}")]
     ServerUrl { url: String, msg: String },
 }

@@ -135,7 +135,30 @@ impl Store {
     /// without waiting. Hold the returned guard for the whole run.
     pub fn lock(&self) -> Result<StoreLock, StoreError> {
         self.ensure_dirs()?;
-        StoreLock::acquire(&self.dirs.config_dir, &self.dirs.work_dir)
+        let lock = StoreLock::acquire(&self.dirs.config_dir, &self.dirs.work_dir)?;
+        self.clean_leftovers(&lock);
+        Ok(lock)
+    }
+
+    /// Remove what runs killed mid-write left in `live/` and `renewal/`: staging directories
+    /// of a link switch or a new lineage, and temporary files. Holding the lock proves every
+    /// writer that made them is gone (certbot and certfleet only write under it). Failures
+    /// are logged, not fatal: leftovers never change what `live/` points at.
+    pub fn clean_leftovers(&self, _lock: &StoreLock) {
+        let live_root = self.dirs.live_dir();
+        let mut removed = match lineage::clean_staging(&live_root) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("cleaning up after an interrupted run: {e}");
+                Vec::new()
+            }
+        };
+        for dir in [live_root, self.dirs.renewal_dir()] {
+            removed.extend(atomic::remove_temp_files(&dir));
+        }
+        for p in removed {
+            tracing::info!("removed {} (left by an interrupted run)", p.display());
+        }
     }
 
     pub fn accounts(&self) -> AccountStore {
@@ -174,10 +197,20 @@ impl Store {
             let file_name = entry.file_name();
             let Some(n) = file_name.to_str() else { continue };
             // glob("*.conf") skips hidden files, which is also where our temp files live.
-            if let Some(stem) = n.strip_suffix(".conf")
-                && !n.starts_with('.')
-            {
-                names.push(stem.to_string());
+            let Some(stem) = n.strip_suffix(".conf").filter(|_| !n.starts_with('.')) else {
+                continue;
+            };
+            // Only regular files (or links to them): opening a FIFO would block forever
+            // while we hold the lock. stat does not open it.
+            let path = entry.path();
+            match fs::metadata(&path) {
+                Ok(m) if m.is_file() => names.push(stem.to_string()),
+                Ok(m) => tracing::warn!(
+                    "skipping {}: it is {}, not a regular file",
+                    path.display(),
+                    atomic::file_kind(&m.file_type())
+                ),
+                Err(e) => tracing::warn!("skipping {}: {e}", path.display()),
             }
         }
         names.sort();
@@ -215,22 +248,37 @@ impl Store {
     /// Name for a new lineage: `--cert-name`, or the first domain without `*.`; if taken,
     /// `NAME-0001`, `NAME-0002`, ... (certbot's `unique_lineage_name`). A name is taken when
     /// its renewal conf exists or leftover `live/` / `archive/` directories are not empty.
+    ///
+    /// A name whose only contents are what an interrupted creation of it leaves (version 1
+    /// archive files, temp files, a live/ directory of links to them, no renewal conf) is
+    /// reused after removing them: the lock proves that run is dead, and taking `NAME-0001`
+    /// instead would leave an orphan that never renews.
     pub fn new_lineage_name(
         &self,
         domains: &[String],
         cert_name: Option<&str>,
+        _lock: &StoreLock,
     ) -> Result<String, StoreError> {
         let base = lineage::base_lineage_name(domains, cert_name)?;
-        if lineage::name_is_free(&self.paths(&base)) {
-            return Ok(base);
+        for name in std::iter::once(base.clone()).chain((1..10000).map(|i| format!("{base}-{i:04}"))) {
+            let paths = self.paths(&name);
+            if lineage::name_is_free(&paths) {
+                return Ok(name);
+            }
+            if lineage::is_interrupted_create(&paths) {
+                tracing::warn!(
+                    "removing {} and {}: an interrupted run left them without a renewal conf",
+                    paths.live_dir.display(),
+                    paths.archive_dir.display()
+                );
+                lineage::remove_interrupted_create(&paths)?;
+                return Ok(name);
+            }
         }
-        (1..10000)
-            .map(|i| format!("{base}-{i:04}"))
-            .find(|n| lineage::name_is_free(&self.paths(n)))
-            .ok_or_else(|| StoreError::InvalidName {
-                name: base,
-                reason: "all 9999 suffixes are in use".into(),
-            })
+        Err(StoreError::InvalidName {
+            name: base,
+            reason: "all 9999 suffixes are in use".into(),
+        })
     }
 
     /// Save a certificate version. If `renewal/NAME.conf` exists this adds version N+1 to
@@ -289,9 +337,8 @@ impl Store {
                 path: l.archive_dir.clone(),
                 msg: "no complete version (cert, privkey, chain and fullchain) in the archive".into(),
             })?;
-        if Kind::ALL.iter().any(|k| l.current_version(*k) != Some(latest)) {
-            lineage::switch_links(&l, latest)?;
-        }
+        // Checks that every target is there even when no link has to move.
+        lineage::switch_links(&l, latest)?;
         Ok(latest)
     }
 

@@ -12,30 +12,39 @@
 //!
 //! # Crash safety of `save_version`
 //! Order of a renewal (version N -> N+1) and why a crash anywhere is safe:
-//! 1. Write `certN+1 chainN+1 fullchainN+1 privkeyN+1` into `archive/NAME/`, each atomically,
+//! 1. Render the new renewal conf (a value configobj cannot store fails here, before any
+//!    file changes).
+//! 2. Write `certN+1 chainN+1 fullchainN+1 privkeyN+1` into `archive/NAME/`, each atomically,
 //!    then fsync the directory. Nothing refers to these names yet, so a crash here leaves
 //!    `live/` on the complete set N; the next run skips past the partial N+1 (certbot's
 //!    `next_free_version` does the same).
-//! 2. Journal: create `live/NAME/previous_{kind}.pem` for all four kinds, pointing where the
-//!    live links point now (certbot's own recovery protocol, `update_all_links_to`).
-//! 3. Swap the four `live/NAME/{kind}.pem` links one by one (each an atomic rename).
-//! 4. Delete the four `previous_*` links (same order they were made), fsync.
-//!
-//! A reader that finds *all four* `previous_*` links (crash in step 3, or before step 4
-//! started) rolls the live links back to them: set N, complete. If it finds only some (crash
-//! in step 2: set N is still live; crash in step 4: set N+1 is fully live) it just deletes
-//! them. certbot's `RenewableCert._fix_symlinks` does exactly this whenever it loads a
-//! lineage, and so does [`crate::Store::load_lineage`], so either tool repairs the other's
-//! interrupted switch, and every reader sees a complete, matching set.
-//! 5. Only then write the renewal conf (atomically). A crash before it leaves the previous
+//! 3. Check that all four new targets exist and are readable.
+//! 4. Assemble the next `live/NAME` next to it, as `live/.NAME.switch-PID`: the four new
+//!    relative links, plus hard links to README and anything else kept in `live/NAME`.
+//!    fsync it.
+//! 5. Swap the two directories with one `renameat2(RENAME_EXCHANGE)` and fsync `live/`.
+//!    Before it every reader sees set N, after it set N+1: all four links change at once.
+//!    (certbot switches link by link with a `previous_*` journal that a reader must repair
+//!    first; a web server reading in that window, or after a crash in it, gets a key of
+//!    one version and a certificate of another.)
+//! 6. Remove the staging directory, which now holds set N's links (directories a user put
+//!    into `live/NAME` are moved over first).
+//! 7. Only then write the renewal conf (atomically). A crash before it leaves the previous
 //!    conf, which still describes the same live paths.
 //!
-//! A new lineage is built the same way, except the `live/NAME` directory is assembled under
-//! a temporary name and renamed into place whole, and the renewal conf comes last: until it
-//! exists neither certbot nor certfleet sees the lineage at all. A crash leaves at most an
-//! orphan `archive/NAME` or `live/NAME` without a conf; [`crate::Store::new_lineage_name`] skips
-//! such names (giving `NAME-0001`), so an orphan never blocks issuance.
+//! A crash leaves at most a staging directory; [`crate::Store::lock`] removes those (the
+//! lock proves their writer is dead). certbot's own journal is still honoured:
+//! [`crate::Store::load_lineage`] rolls back a switch certbot left half done, as certbot's
+//! `RenewableCert._fix_symlinks` does. Where links are spread over several directories (a
+//! hand-edited conf) or the filesystem cannot exchange, we fall back to that journal.
+//!
+//! A new lineage is built the same way: `live/NAME` is assembled under the staging name and
+//! renamed into place whole, and the renewal conf comes last: until it exists neither certbot
+//! nor certfleet sees the lineage at all. A crash leaves at most an `archive/NAME` and
+//! `live/NAME` without a conf; [`crate::Store::new_lineage_name`] recognises such leftovers
+//! and removes them, so the retry gets NAME again instead of `NAME-0001` plus an orphan.
 
+use std::ffi::OsString;
 use std::fs;
 use std::path::{Component, Path, PathBuf};
 
@@ -350,11 +359,17 @@ pub fn validate_name(name: &str) -> Result<(), StoreError> {
     if name.is_empty() {
         return bad("it is empty");
     }
-    if name.contains('/') || name.contains('\0') {
+    if name.contains('/') {
         return bad("it contains '/' (use a plain name such as example.com)");
     }
+    if name.chars().any(char::is_control) {
+        return bad("it contains a control character");
+    }
     if name.starts_with('.') {
-        return bad("it starts with '.'");
+        return bad("it starts with '.' (names such as . and .. would leave live/)");
+    }
+    if name.starts_with('-') {
+        return bad("it starts with '-' (it would read as an option to other tools)");
     }
     Ok(())
 }
@@ -389,6 +404,50 @@ fn exists_nonempty_dir_or_file(p: &Path) -> bool {
         Ok(m) if m.is_dir() => fs::read_dir(p).map(|mut d| d.next().is_some()).unwrap_or(true),
         Ok(_) => true,
     }
+}
+
+/// Whether `paths` hold only what an interrupted creation of the lineage leaves: no
+/// renewal conf, an archive of version-1 files (and temp files), and a live directory of
+/// links into it plus README. Anything else there is someone's data and stays.
+pub(crate) fn is_interrupted_create(paths: &LineagePaths) -> bool {
+    if fs::symlink_metadata(&paths.conf).is_ok() {
+        return false;
+    }
+    let ours_in_archive =
+        |name: &str| atomic::is_temp_name(name) || Kind::ALL.iter().any(|k| k.parse_version(name) == Some(1));
+    let ours_in_live = |name: &str, path: &Path| {
+        if name == "README" || atomic::is_temp_name(name) {
+            return true;
+        }
+        let Some(k) = Kind::ALL.iter().find(|k| name == format!("{}.pem", k.as_str())) else {
+            return false;
+        };
+        // Only a link into this lineage's own archive, at version 1.
+        fs::read_link(path).is_ok_and(|t| {
+            resolve_link(path, &t) == normalize(&paths.archive_dir.join(k.archive_file_name(1)))
+        })
+    };
+    let only = |dir: &Path, ok: &dyn Fn(&str, &Path) -> bool| match fs::symlink_metadata(dir) {
+        Err(_) => true,
+        Ok(m) if !m.is_dir() => false,
+        Ok(_) => fs::read_dir(dir).is_ok_and(|entries| {
+            entries
+                .map(|e| e.map(|e| (e.file_name(), e.path())))
+                .all(|e| e.is_ok_and(|(n, p)| n.to_str().is_some_and(|n| ok(n, &p))))
+        }),
+    };
+    only(&paths.archive_dir, &|n, _| ours_in_archive(n)) && only(&paths.live_dir, &ours_in_live)
+}
+
+/// Remove what [`is_interrupted_create`] recognised: live directory first, so no link ever
+/// points at a removed file.
+pub(crate) fn remove_interrupted_create(paths: &LineagePaths) -> Result<(), StoreError> {
+    remove_dir_all_if_exists(&paths.live_dir)?;
+    remove_dir_all_if_exists(&paths.archive_dir)?;
+    if let Some(p) = paths.live_dir.parent() {
+        atomic::sync_dir(p)?;
+    }
+    Ok(())
 }
 
 pub(crate) fn name_is_free(paths: &LineagePaths) -> bool {
@@ -441,15 +500,305 @@ pub(crate) fn fix_symlinks(live: &[PathBuf; 4], config_dir: &Path) -> Result<(),
     Ok(())
 }
 
-/// Switch the four live links to `version` with certbot's journal (see module docs).
+/// Where `kind`'s link should point for `version`, raw (as written into the symlink) and
+/// resolved. certbot's `_update_link_to` keeps the directory part of the current link;
+/// without a current link we point into the archive directory, relative as certbot does.
+fn link_target(lineage: &Lineage, kind: Kind, version: u32) -> (PathBuf, PathBuf) {
+    let live = lineage.live_path(kind);
+    let dir = match &lineage.raw_targets[kind.idx()] {
+        Some(raw) => raw.parent().map(Path::to_path_buf).unwrap_or_default(),
+        None => relpath(&lineage.archive_dir, live.parent().unwrap_or(Path::new("/"))),
+    };
+    let raw = dir.join(kind.archive_file_name(version));
+    let resolved = resolve_link(live, &raw);
+    (raw, resolved)
+}
+
+/// Every new target must be a readable regular file, or nothing changes: a link to a
+/// missing file takes a web server down at its next reload.
+fn check_targets(lineage: &Lineage, targets: &[(PathBuf, PathBuf); 4]) -> Result<(), StoreError> {
+    for (k, (_, resolved)) in Kind::ALL.iter().zip(targets) {
+        let problem = match fs::File::open(resolved).and_then(|f| f.metadata()) {
+            Ok(m) if m.is_file() => continue,
+            Ok(_) => "is not a regular file".to_string(),
+            Err(e) => format!("cannot be read: {e}"),
+        };
+        return Err(lineage.broken(format!(
+            "{} would point at {}, which {problem}; no link was changed (restore the file, or run `certfleet renew --force-renewal --cert-name {}` to issue a fresh set)",
+            lineage.live_path(*k).display(),
+            resolved.display(),
+            lineage.name
+        )));
+    }
+    Ok(())
+}
+
+/// Switch the four live links to `version` all at once (see the module docs).
 pub(crate) fn switch_links(lineage: &Lineage, version: u32) -> Result<(), StoreError> {
+    let targets = Kind::ALL.map(|k| link_target(lineage, k, version));
+    check_targets(lineage, &targets)?;
+    if Kind::ALL
+        .iter()
+        .all(|k| lineage.raw_targets[k.idx()].as_ref() == Some(&targets[k.idx()].0))
+    {
+        return Ok(());
+    }
+    crash::point("before-symlinks");
+    // The exchange needs the four links side by side in one real directory (always so
+    // for certbot's layout; a hand-edited conf may differ).
+    let dir = lineage.live[0].parent().unwrap_or(Path::new("/"));
+    let same_dir = lineage.live.iter().all(|l| l.parent() == Some(dir));
+    let real_dir = fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir());
+    if same_dir && real_dir {
+        let links: Vec<(OsString, PathBuf)> = Kind::ALL
+            .iter()
+            .filter_map(|k| {
+                Some((
+                    lineage.live_path(*k).file_name()?.to_owned(),
+                    targets[k.idx()].0.clone(),
+                ))
+            })
+            .collect();
+        match replace_live_dir(dir, &links, true) {
+            Err(StoreError::Io { source, .. }) if exchange_unsupported(&source) => {
+                tracing::warn!(
+                    "the filesystem of {} cannot exchange directories atomically; switching links one by one",
+                    dir.display()
+                );
+            }
+            other => return other,
+        }
+    }
+    switch_links_journal(lineage, &targets)
+}
+
+fn exchange_unsupported(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP)
+    )
+}
+
+/// `live/.NAME.switch-PID`: where the next `live/NAME` is assembled.
+fn staging_dir(live_dir: &Path) -> Result<PathBuf, StoreError> {
+    let name = live_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| StoreError::io("name", live_dir, std::io::ErrorKind::InvalidInput.into()))?;
+    Ok(live_dir.with_file_name(format!(".{name}.{STAGING_TAG}-{}", std::process::id())))
+}
+
+/// Tag of staging directories; older versions used `new` for new lineages.
+const STAGING_TAG: &str = "switch";
+const STAGING_TAGS: [&str; 2] = [STAGING_TAG, "new"];
+
+/// The lineage directory name and writer pid of a staging directory name
+/// (`.NAME.switch-PID`), if it is one.
+pub(crate) fn parse_staging_name(file_name: &str) -> Option<(&str, u32)> {
+    let (name, tail) = file_name.strip_prefix('.')?.rsplit_once('.')?;
+    let (tag, pid) = tail.split_once('-')?;
+    (STAGING_TAGS.contains(&tag) && !name.is_empty()).then_some(())?;
+    Some((name, pid.parse().ok()?))
+}
+
+/// Make `live_dir` hold exactly `links` (name, symlink content) plus what else it held
+/// (README, files a deploy hook put there), switching all links in one step: the new
+/// directory is assembled next to it and swapped in with `renameat2(RENAME_EXCHANGE)`, so a
+/// reader (or a crash) sees the complete old set or the complete new set, never a mix.
+/// A missing `live_dir` is simply renamed into place. `readme`: write certbot's README if
+/// the old directory had none.
+fn replace_live_dir(live_dir: &Path, links: &[(OsString, PathBuf)], readme: bool) -> Result<(), StoreError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+    let parent = live_dir.parent().unwrap_or(Path::new("/"));
+    let staging = staging_dir(live_dir)?;
+    remove_dir_all_if_exists(&staging)?;
+    let old = fs::symlink_metadata(live_dir).ok();
+    let mode = old.as_ref().map_or(atomic::DIR_MODE, |m| m.mode() & 0o7777);
+    fs::create_dir(&staging).ctx("create directory", &staging)?;
+    let built = (|| {
+        fs::set_permissions(&staging, fs::Permissions::from_mode(mode)).ctx("chmod", &staging)?;
+        if let Some(m) = &old {
+            // Keep the owner too (best effort: only root can give files away).
+            let _ = std::os::unix::fs::lchown(&staging, Some(m.uid()), Some(m.gid()));
+        }
+        for (i, (name, target)) in links.iter().enumerate() {
+            let link = staging.join(name);
+            symlink(target, &link).ctx("create symlink", &link)?;
+            crash::point(&format!("after-symlink-{}", Kind::ALL[i % 4].as_str()));
+        }
+        let moved_later = if old.is_some() {
+            carry_over(live_dir, &staging, links)?
+        } else {
+            Vec::new()
+        };
+        if readme && fs::symlink_metadata(staging.join("README")).is_err() {
+            atomic::write_file_deferred(
+                &staging.join("README"),
+                readme_text(false).as_bytes(),
+                atomic::PUBLIC_MODE,
+            )?;
+        }
+        atomic::sync_dir(&staging)?;
+        Ok(moved_later)
+    })();
+    let moved_later = match built {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+    };
+    crash::point("before-exchange");
+    let swapped = if old.is_some() {
+        exchange(parent, &staging, live_dir)
+    } else {
+        fs::rename(&staging, live_dir).ctx("rename into place", live_dir)
+    };
+    if let Err(e) = swapped {
+        let _ = fs::remove_dir_all(&staging);
+        return Err(e);
+    }
+    atomic::sync_dir(parent)?;
+    crash::point("after-exchange");
+    if old.is_some() {
+        // `staging` now holds the old set; hand over what could not be linked, then drop it.
+        merge_leftover(&staging, live_dir, &moved_later)?;
+    }
+    crash::point("after-symlinks");
+    Ok(())
+}
+
+/// Copy into `staging` what `live_dir` holds besides the links: regular files as hard
+/// links (same file, no copy to go stale), symlinks as symlinks. Directories and other
+/// entries cannot be in both places; they are returned, to be moved after the exchange.
+fn carry_over(
+    live_dir: &Path,
+    staging: &Path,
+    links: &[(OsString, PathBuf)],
+) -> Result<Vec<OsString>, StoreError> {
+    let mut later = Vec::new();
+    for entry in fs::read_dir(live_dir).ctx("list", live_dir)? {
+        let entry = entry.ctx("list", live_dir)?;
+        let name = entry.file_name();
+        if links.iter().any(|(n, _)| *n == name) || is_journal_link(&name) {
+            continue;
+        }
+        let (src, dst) = (entry.path(), staging.join(&name));
+        let ft = entry.file_type().ctx("stat", &src)?;
+        if ft.is_file() {
+            fs::hard_link(&src, &dst)
+                .or_else(|_| fs::copy(&src, &dst).map(drop))
+                .ctx("link", &dst)?;
+        } else if ft.is_symlink() {
+            let target = fs::read_link(&src).ctx("read symlink", &src)?;
+            std::os::unix::fs::symlink(target, &dst).ctx("create symlink", &dst)?;
+        } else {
+            later.push(name);
+        }
+    }
+    Ok(later)
+}
+
+/// certbot's journal links (`previous_cert.pem`, ...): never carried into a new set.
+fn is_journal_link(name: &std::ffi::OsStr) -> bool {
+    name.to_str().is_some_and(|n| {
+        Kind::ALL
+            .iter()
+            .any(|k| n == format!("previous_{}.pem", k.as_str()))
+    })
+}
+
+/// `renameat2(a, b, RENAME_EXCHANGE)` within `parent`.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn exchange(parent: &Path, a: &Path, b: &Path) -> Result<(), StoreError> {
+    use nix::fcntl::{RenameFlags, renameat2};
+    let dir = fs::File::open(parent).ctx("open directory", parent)?;
+    let name = |p: &Path| p.file_name().map(std::ffi::OsStr::to_owned).unwrap_or_default();
+    renameat2(
+        &dir,
+        name(a).as_os_str(),
+        &dir,
+        name(b).as_os_str(),
+        RenameFlags::RENAME_EXCHANGE,
+    )
+    .map_err(|e| StoreError::io("exchange directories", b, e.into()))
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn exchange(_parent: &Path, _a: &Path, b: &Path) -> Result<(), StoreError> {
+    Err(StoreError::io(
+        "exchange directories",
+        b,
+        std::io::Error::from_raw_os_error(libc::ENOSYS),
+    ))
+}
+
+/// After an exchange (or a crash around one) `leftover` is a staging directory next to
+/// `live_dir`: move into `live_dir` the entries only it has that are not links or files
+/// (those were carried over as links and copies), then remove it.
+fn merge_leftover(leftover: &Path, live_dir: &Path, names: &[OsString]) -> Result<(), StoreError> {
+    if fs::symlink_metadata(live_dir).is_ok_and(|m| m.is_dir()) {
+        let candidates: Vec<OsString> = if names.is_empty() {
+            fs::read_dir(leftover)
+                .ctx("list", leftover)?
+                .filter_map(Result::ok)
+                .filter(|e| e.file_type().is_ok_and(|t| !t.is_file() && !t.is_symlink()))
+                .map(|e| e.file_name())
+                .collect()
+        } else {
+            names.to_vec()
+        };
+        for n in candidates {
+            let dst = live_dir.join(&n);
+            if fs::symlink_metadata(&dst).is_err() {
+                fs::rename(leftover.join(&n), &dst).ctx("move back", &dst)?;
+            }
+        }
+        atomic::sync_dir(live_dir)?;
+    }
+    remove_dir_all_if_exists(leftover)
+}
+
+fn remove_dir_all_if_exists(dir: &Path) -> Result<(), StoreError> {
+    match fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StoreError::io("remove", dir, e)),
+        _ => Ok(()),
+    }
+}
+
+/// Remove the staging directories in `live_root` that runs killed mid-switch left
+/// behind, handing anything of the user's back to its lineage. Call only with the store
+/// lock held: then no live process is switching, so every staging directory is a dead
+/// run's. Returns what was removed.
+pub(crate) fn clean_staging(live_root: &Path) -> Result<Vec<PathBuf>, StoreError> {
+    let mut removed = Vec::new();
+    let Ok(entries) = fs::read_dir(live_root) else {
+        return Ok(removed);
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some((name, pid)) = file_name.to_str().and_then(parse_staging_name) else {
+            continue;
+        };
+        if pid == std::process::id() {
+            continue;
+        }
+        let path = entry.path();
+        merge_leftover(&path, &live_root.join(name), &[])?;
+        removed.push(path);
+    }
+    Ok(removed)
+}
+
+/// The old way, for links spread over several directories (or a filesystem without
+/// `RENAME_EXCHANGE`): certbot's journal (see [`fix_symlinks`]), links switched one by one.
+fn switch_links_journal(lineage: &Lineage, targets: &[(PathBuf, PathBuf); 4]) -> Result<(), StoreError> {
     let live = &lineage.live;
     let dirs: Vec<&Path> = {
         let mut d: Vec<&Path> = live.iter().filter_map(|l| l.parent()).collect();
         d.dedup();
         d
     };
-    crash::point("before-symlinks");
     // 1. Journal: previous_* -> where the links point now.
     for k in Kind::ALL {
         let raw = lineage.raw_targets[k.idx()]
@@ -460,13 +809,9 @@ pub(crate) fn switch_links(lineage: &Lineage, version: u32) -> Result<(), StoreE
     for d in &dirs {
         atomic::sync_dir(d)?;
     }
-    crash::point("after-previous-links");
-    // 2. The switch itself. Keep each link's directory part, as certbot's _update_link_to.
+    // 2. The switch itself.
     for k in Kind::ALL {
-        let raw = lineage.raw_targets[k.idx()].as_ref().expect("checked above");
-        let dir = raw.parent().map(Path::to_path_buf).unwrap_or_default();
-        atomic::replace_symlink(&dir.join(k.archive_file_name(version)), &live[k.idx()])?;
-        crash::point(&format!("after-symlink-{}", k.as_str()));
+        atomic::replace_symlink(&targets[k.idx()].0, &live[k.idx()])?;
     }
     for d in &dirs {
         atomic::sync_dir(d)?;
@@ -475,15 +820,36 @@ pub(crate) fn switch_links(lineage: &Lineage, version: u32) -> Result<(), StoreE
     for k in Kind::ALL {
         let p = previous_link(&live[k.idx()], k);
         fs::remove_file(&p).ctx("remove", &p)?;
-        if k == Kind::Cert {
-            crash::point("after-remove-previous-cert");
-        }
     }
     for d in &dirs {
         atomic::sync_dir(d)?;
     }
     crash::point("after-symlinks");
     Ok(())
+}
+
+/// A conf without `[renewalparams]` (or without `server` in it) does not say which CA
+/// issued the certificate: renewing it "with the defaults" would go to Let's Encrypt
+/// production with whatever account happens to exist. certbot skips such a file as a
+/// parse failure; so do we, saying how to repair it.
+fn check_renewal_params(name: &str, conf_path: &Path, conf: &RenewalConf) -> Result<(), StoreError> {
+    let missing = match conf.params() {
+        None => "has no [renewalparams] section",
+        Some(p) if p.get_str("server").is_none_or(|s| s.trim().is_empty()) => {
+            "has no `server =` line in [renewalparams]"
+        }
+        Some(_) => return Ok(()),
+    };
+    Err(StoreError::LineageBroken {
+        name: name.to_string(),
+        path: conf_path.to_path_buf(),
+        msg: format!(
+            "the renewal conf {missing}, so it does not say which CA and account to renew with \
+             (certfleet never falls back to a default CA); restore the file from a backup, add \
+             `server = <ACME directory URL>` (and account, authenticator) under [renewalparams], or \
+             re-issue with `certfleet certonly --cert-name {name} --server URL -d ...`"
+        ),
+    })
 }
 
 /// Load a lineage from its conf (repairing an interrupted link switch first).
@@ -506,6 +872,7 @@ pub(crate) fn load(
         })?;
         live[k.idx()] = PathBuf::from(p);
     }
+    check_renewal_params(name, &conf_path, &conf)?;
     let archive_dir = conf.archive_dir().map(PathBuf::from).unwrap_or(default_archive);
     fix_symlinks(&live, config_dir)?;
     let mut raw_targets: [Option<PathBuf>; 4] = Default::default();
@@ -539,6 +906,8 @@ fn write_archive(
     files: &CertFiles,
     old_privkey: Option<&Path>,
 ) -> Result<(), StoreError> {
+    // Temp files of a killed run (we hold the lock, so it is dead).
+    atomic::remove_temp_files(archive_dir);
     // Key last: the brief's crash points are after-archive-cert ... after-archive-privkey.
     for k in [Kind::Cert, Kind::Chain, Kind::Fullchain, Kind::Privkey] {
         let path = archive_dir.join(k.archive_file_name(version));
@@ -556,7 +925,10 @@ fn write_archive(
 /// Fill in the file references of a conf as certbot's `write_renewal_config` does.
 fn conf_for_write(conf: &RenewalConf, archive_dir: &Path, live: &[PathBuf; 4]) -> RenewalConf {
     let mut c = conf.clone();
-    c.set("version", crate::renewal_conf::CERTBOT_COMPAT_VERSION);
+    // An existing conf keeps the version certbot wrote (see prepare_for_write).
+    if c.get("version").is_none_or(str::is_empty) {
+        c.set("version", crate::renewal_conf::CERTBOT_COMPAT_VERSION);
+    }
     c.set("archive_dir", archive_dir.to_string_lossy().into_owned());
     for k in Kind::ALL {
         c.set(k.as_str(), live[k.idx()].to_string_lossy().into_owned());
@@ -566,9 +938,8 @@ fn conf_for_write(conf: &RenewalConf, archive_dir: &Path, live: &[PathBuf; 4]) -
     c
 }
 
-fn write_conf(path: &Path, conf: &RenewalConf) -> Result<(), StoreError> {
+fn write_conf(path: &Path, text: &str) -> Result<(), StoreError> {
     use std::os::unix::fs::PermissionsExt;
-    let text = conf.to_text()?;
     // Keep the mode of an existing conf (certbot copies it); new confs are 0644.
     let mode = fs::metadata(path)
         .map(|m| m.permissions().mode() & 0o7777)
@@ -585,13 +956,14 @@ pub(crate) fn save_successor(
     files: &CertFiles,
     conf: &RenewalConf,
 ) -> Result<u32, StoreError> {
+    // Render the conf first: a value configobj cannot store is refused before any file changes.
+    let conf_text = conf_for_write(conf, &lineage.archive_dir, &lineage.live).to_text()?;
     let version = lineage.next_free_version()?;
     atomic::create_dir(&lineage.archive_dir, atomic::DIR_MODE)?;
     let old_key = lineage.current_target(Kind::Privkey);
     write_archive(&lineage.archive_dir, version, files, old_key.as_deref())?;
     switch_links(lineage, version)?;
-    let new_conf = conf_for_write(conf, &lineage.archive_dir, &lineage.live);
-    write_conf(&lineage.conf_path, &new_conf)?;
+    write_conf(&lineage.conf_path, &conf_text)?;
     Ok(version)
 }
 
@@ -602,7 +974,9 @@ pub(crate) fn create_new(
     files: &CertFiles,
     conf: &RenewalConf,
 ) -> Result<(), StoreError> {
-    let live_root = paths.live_dir.parent().expect("live dir has a parent");
+    let live: [PathBuf; 4] = Kind::ALL.map(|k| paths.live_dir.join(format!("{}.pem", k.as_str())));
+    // Render the conf first: a value configobj cannot store is refused before any file changes.
+    let conf_text = conf_for_write(conf, &paths.archive_dir, &live).to_text()?;
     if exists_nonempty_dir_or_file(&paths.archive_dir) {
         return Err(StoreError::NameInUse {
             name: name.to_string(),
@@ -619,36 +993,21 @@ pub(crate) fn create_new(
     write_archive(&paths.archive_dir, 1, files, None)?;
 
     crash::point("before-symlinks");
-    // Assemble live/NAME under a temporary name so it appears complete or not at all.
-    let tmp = live_root.join(format!(".{name}.new-{}", std::process::id()));
-    if fs::symlink_metadata(&tmp).is_ok() {
-        fs::remove_dir_all(&tmp).ctx("remove stale", &tmp)?;
-    }
-    atomic::create_dir(&tmp, atomic::DIR_MODE)?;
-    let mut live: [PathBuf; 4] = Default::default();
-    for k in Kind::ALL {
-        live[k.idx()] = paths.live_dir.join(format!("{}.pem", k.as_str()));
-        let target = relpath(&paths.archive_dir.join(k.archive_file_name(1)), &paths.live_dir);
-        let link = tmp.join(format!("{}.pem", k.as_str()));
-        std::os::unix::fs::symlink(&target, &link).ctx("create symlink", &link)?;
-        crash::point(&format!("after-symlink-{}", k.as_str()));
-    }
-    atomic::write_file_deferred(
-        &tmp.join("README"),
-        readme_text(false).as_bytes(),
-        atomic::PUBLIC_MODE,
-    )?;
-    atomic::sync_dir(&tmp)?;
+    // live/NAME appears complete or not at all.
+    let links: Vec<(OsString, PathBuf)> = Kind::ALL
+        .iter()
+        .map(|k| {
+            let target = relpath(&paths.archive_dir.join(k.archive_file_name(1)), &paths.live_dir);
+            (OsString::from(format!("{}.pem", k.as_str())), target)
+        })
+        .collect();
     if fs::symlink_metadata(&paths.live_dir).is_ok() {
-        // An empty leftover directory (checked above): rename cannot replace it portably.
+        // An empty leftover directory (checked above): a rename cannot replace it portably.
         fs::remove_dir(&paths.live_dir).ctx("remove empty", &paths.live_dir)?;
     }
-    fs::rename(&tmp, &paths.live_dir).ctx("rename into place", &paths.live_dir)?;
-    atomic::sync_dir(live_root)?;
-    crash::point("after-symlinks");
+    replace_live_dir(&paths.live_dir, &links, true)?;
 
-    let new_conf = conf_for_write(conf, &paths.archive_dir, &live);
-    write_conf(&paths.conf, &new_conf)
+    write_conf(&paths.conf, &conf_text)
 }
 
 #[cfg(test)]

@@ -20,6 +20,9 @@
 //! ```
 
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
+
+use regex::Regex;
 
 use crate::error::StoreError;
 
@@ -204,7 +207,7 @@ impl RenewalConf {
     }
 
     pub fn load(path: &Path) -> Result<Self, StoreError> {
-        let bytes = std::fs::read(path).map_err(|e| StoreError::io("read", path, e))?;
+        let bytes = crate::atomic::read_regular(path)?;
         let text = String::from_utf8(bytes).map_err(|e| StoreError::ConfParse {
             path: path.to_path_buf(),
             line: 1 + e.as_bytes()[..e.utf8_error().valid_up_to()]
@@ -264,18 +267,23 @@ impl RenewalConf {
             for c in &item.comments {
                 out.push(format!(
                     "{indent}{}",
-                    comment_line(c.trim_start().to_string(), true)
+                    comment_line(c.trim_start_matches(is_ws).to_string(), true)
                 ));
             }
-            let key = quote(&item.key, false).map_err(|m| self.value_err(&item.key, m))?;
-            let val = quote_value(&item.value).map_err(|m| self.value_err(&item.key, m))?;
-            out.push(format!("{indent}{key} = {val}{}", self.inline(&item.inline)));
+            if s.sections.iter().any(|sec| sec.key == item.key) {
+                // It would read back as a duplicate name.
+                return Err(self.value_err(&item.key, "a key cannot have a section's name".into()));
+            }
+            let key = quote_key(&item.key).map_err(|m| self.value_err(&item.key, m))?;
+            let inline = self.inline(&item.inline);
+            let val = encode_value(&key, &item.value, &inline).map_err(|m| self.value_err(&item.key, m))?;
+            out.push(format!("{indent}{key} = {val}{inline}"));
         }
         for item in &s.sections {
             for c in &item.comments {
                 out.push(format!(
                     "{indent}{}",
-                    comment_line(c.trim_start().to_string(), true)
+                    comment_line(c.trim_start_matches(is_ws).to_string(), true)
                 ));
             }
             let name = quote(&item.key, false).map_err(|m| self.value_err(&item.key, m))?;
@@ -348,10 +356,13 @@ impl RenewalConf {
         self.initial_comment = lines;
     }
 
-    /// What certbot does when it writes a conf: record the version, and if the file does not
-    /// set `renew_before_expiry`, put the default in the initial comment as a hint.
+    /// What certbot does when it writes a conf: record the version (a new conf gets ours; an
+    /// existing one keeps the `version` certbot wrote, so certbot sees its own), and if the file
+    /// does not set `renew_before_expiry`, put the default in the initial comment as a hint.
     pub fn prepare_for_write(&mut self) {
-        self.set("version", CERTBOT_COMPAT_VERSION);
+        if self.get("version").is_none_or(str::is_empty) {
+            self.set("version", CERTBOT_COMPAT_VERSION);
+        }
         if self.root.get("renew_before_expiry").is_none() {
             self.initial_comment = vec![format!("renew_before_expiry = {DEFAULT_RENEW_BEFORE_EXPIRY}")];
         }
@@ -483,7 +494,7 @@ impl RenewalConf {
 
 /// Comment lines: anything that is not blank and does not start with `#` gets `# `.
 fn comment_line(line: String, _in_section: bool) -> String {
-    let t = line.trim();
+    let t = line.trim_matches(is_ws);
     if !t.is_empty() && !t.starts_with('#') {
         format!("# {line}")
     } else {
@@ -491,9 +502,11 @@ fn comment_line(line: String, _in_section: bool) -> String {
     }
 }
 
+/// configobj's `wspace_plus`: a first or last character that makes `_quote` quote a value.
 const WSPACE_PLUS: &[char] = &[' ', '\r', '\n', '\x0b', '\t', '\'', '"'];
 
-/// configobj's `_quote` for one string (`list_values=True`, the default).
+/// configobj's `_quote` for one string (`list_values=True`, the default): what certbot
+/// writes. It has blind spots (see [`encode_value`]), so it is only our first choice.
 fn quote(value: &str, multiline: bool) -> Result<String, String> {
     if value.is_empty() {
         return Ok("\"\"".into());
@@ -530,288 +543,277 @@ fn quote(value: &str, multiline: bool) -> Result<String, String> {
     })
 }
 
+/// A key: quoted like a value, and also when configobj's bare key would not read back: one
+/// holding `=` (configobj writes it bare and reads `a=b = v` as key `a`) or starting with U+FEFF
+/// (read as a byte order mark when it is the file's first key).
+fn quote_key(key: &str) -> Result<String, String> {
+    let quoted = quote(key, false)?;
+    if quoted != key || !(key.contains('=') || key.starts_with('\u{feff}')) {
+        return Ok(quoted);
+    }
+    match (key.contains('\''), key.contains('"')) {
+        (true, true) => Err("a key with = cannot hold both ' and \"".into()),
+        (_, true) => Ok(format!("'{key}'")),
+        _ => Ok(format!("\"{key}\"")),
+    }
+}
+
+/// configobj's `_quote` for a whole value (lists: `a, b`, `a,`, `,`).
 fn quote_value(v: &Value) -> Result<String, String> {
     match v {
         Value::Str(s) => quote(s, true),
-        Value::List(l) if l.is_empty() => Ok(",".into()),
-        Value::List(l) if l.len() == 1 => Ok(format!("{},", quote(&l[0], false)?)),
-        Value::List(l) => Ok(l
-            .iter()
-            .map(|s| quote(s, false))
-            .collect::<Result<Vec<_>, _>>()?
-            .join(", ")),
+        Value::List(l) => quote_list(l, |s| quote(s, false)),
     }
 }
 
-/// configobj's `_unquote`.
-fn unquote(s: &str) -> &str {
+fn quote_list(l: &[String], q: impl Fn(&str) -> Result<String, String>) -> Result<String, String> {
+    match l {
+        [] => Ok(",".into()),
+        [one] => Ok(format!("{},", q(one)?)),
+        _ => Ok(l.iter().map(|s| q(s)).collect::<Result<Vec<_>, _>>()?.join(", ")),
+    }
+}
+
+/// The text we write for a value: configobj's own choice when it reads back unchanged, else
+/// the first other quoting that does. configobj's `_quote` leaves a value ending in a form
+/// feed unquoted (its reader then strips it) and wraps a value in `'''` even when a `'''`
+/// followed by `#` inside it ends the value early; a conf that does not read back stops every
+/// later renewal, so each candidate is checked with the reader itself (which matches
+/// configobj's), and a value no quoting can carry is refused.
+fn encode_value(key_text: &str, v: &Value, inline: &str) -> Result<String, String> {
+    let candidates: Vec<String> = match v {
+        Value::Str(s) => quote(s, true)
+            .into_iter()
+            .chain([
+                format!("\"{s}\""),
+                format!("'{s}'"),
+                format!("'''{s}'''"),
+                format!("\"\"\"{s}\"\"\""),
+            ])
+            .collect(),
+        // Lists only hold paths and challenge names: configobj's choice, or every item quoted.
+        Value::List(l) => quote_value(v)
+            .into_iter()
+            .chain(quote_list(l, |s| {
+                Ok(if s.contains('"') {
+                    format!("'{s}'")
+                } else {
+                    format!("\"{s}\"")
+                })
+            }))
+            .collect(),
+    };
+    let want_comment = Some(inline.trim_start_matches(is_ws).to_string()).filter(|c| !c.is_empty());
+    for text in candidates {
+        let Ok(back) = parse(&format!("{key_text} = {text}{inline}\n")) else {
+            continue;
+        };
+        if let [item] = back.root.scalars.as_slice()
+            && back.root.sections.is_empty()
+            && item.value == *v
+            && item.inline == want_comment
+        {
+            return Ok(text);
+        }
+    }
+    Err(unrepresentable(v))
+}
+
+/// Why no configobj quoting reads `v` back unchanged (for the error message).
+fn unrepresentable(v: &Value) -> String {
+    let why = match v {
+        Value::Str(s) if s.contains("\r\n") => {
+            "it has a carriage return at the end of a line, which configobj drops when reading"
+        }
+        Value::Str(s) if s.contains('\n') => {
+            "it spans several lines and contains both ''' and \"\"\" where they would end the value early"
+        }
+        Value::Str(_) => {
+            "it contains both ' and \", and both ''' and \"\"\" followed by a #, so every quoting ends early"
+        }
+        Value::List(_) => "a list item has a newline or both ' and \"",
+    };
+    format!(
+        "certbot's renewal conf format (configobj) cannot store this value: {why}; put the command in a script and use the script's path instead"
+    )
+}
+
+/// configobj's `_unquote`; `None` where it raises (an empty string).
+fn unquote(s: &str) -> Option<&str> {
     let b = s.as_bytes();
-    if b.len() >= 2 && b[0] == b[b.len() - 1] && (b[0] == b'"' || b[0] == b'\'') {
-        &s[1..s.len() - 1]
+    let (&first, &last) = (b.first()?, b.last()?);
+    if first == last && (first == b'"' || first == b'\'') {
+        Some(s.get(1..s.len() - 1).unwrap_or(""))
     } else {
-        s
+        Some(s)
     }
 }
 
+/// Python's `\s` and `str.isspace`: Unicode White_Space plus U+001C..U+001F, which Rust's
+/// `char::is_whitespace` leaves out. configobj's regexes and `strip()` use Python's set.
 fn is_ws(c: char) -> bool {
-    c.is_whitespace()
+    c.is_whitespace() || ('\x1c'..='\x1f').contains(&c)
 }
 
-/// Rest of a line after a value must be `\s*(#.*)?$`; returns the comment.
-fn trailing_comment(rest: &str) -> Option<Option<String>> {
-    let t = rest.trim_start_matches(is_ws);
-    if t.is_empty() {
-        Some(None)
-    } else if t.starts_with('#') {
-        Some(Some(t.to_string()))
-    } else {
-        None
-    }
+/// A configobj regular expression, verbatim except that `\s` and `\S` become Python's class.
+/// The `regex` crate's leftmost-first matching picks the same match and the same groups as
+/// Python's backtracking `re` for patterns without backreferences or lookaround.
+fn py_regex(pattern: &str) -> Regex {
+    let p = pattern
+        .replace(r"\s", r"[\s\x1C-\x1F]")
+        .replace(r"\S", r"[^\s\x1C-\x1F]");
+    Regex::new(&p).expect("configobj's patterns are valid regular expressions")
 }
+
+/// `ConfigObj._keyword`.
+static KEYWORD: LazyLock<Regex> =
+    LazyLock::new(|| py_regex(r#"^(\s*)((?:".*?")|(?:'.*?')|(?:[^'"=].*?))\s*=\s*(.*)$"#));
+
+/// `ConfigObj._sectionmarker`.
+static SECTION_MARKER: LazyLock<Regex> = LazyLock::new(|| {
+    py_regex(
+        r#"^(\s*)((?:\[\s*)+)((?:"\s*\S.*?\s*")|(?:'\s*\S.*?\s*')|(?:[^'"\s].*?))((?:\s*\])+)\s*(\#.*)?$"#,
+    )
+});
+
+/// `ConfigObj._valueexp`. Its `(?<!,)` (an empty last item, not right after a comma) is an
+/// empty alternative here: where the lookbehind fails configobj skips the group instead, at
+/// the same position with the same continuation, and `_handle_value` treats that `None`
+/// like the empty string we get (an empty last item after a comma is dropped either way).
+static VALUE: LazyLock<Regex> = LazyLock::new(|| {
+    py_regex(concat!(
+        r#"^(?:(?:((?:(?:(?:".*?")|(?:'.*?')|(?:[^'",\#][^,\#]*?))\s*,\s*)*)"#,
+        r#"((?:".*?")|(?:'.*?')|(?:[^'",\#\s][^,]*?)|(?:))?)|(,))\s*(\#.*)?$"#
+    ))
+});
+
+/// `ConfigObj._listvalueexp`, used with `findall`.
+static LIST_VALUE: LazyLock<Regex> =
+    LazyLock::new(|| py_regex(r#"((?:".*?")|(?:'.*?')|(?:[^'",\#]?.*?))\s*,\s*"#));
+
+/// `ConfigObj._triple_quote`: (value on one line, last line of a multi-line value).
+static TRIPLE_SINGLE: LazyLock<(Regex, Regex)> = LazyLock::new(|| {
+    (
+        py_regex(r"^'''(.*?)'''\s*(#.*)?$"),
+        py_regex(r"^(.*?)'''\s*(#.*)?$"),
+    )
+});
+static TRIPLE_DOUBLE: LazyLock<(Regex, Regex)> = LazyLock::new(|| {
+    (
+        py_regex(r#"^"""(.*?)"""\s*(#.*)?$"#),
+        py_regex(r#"^(.*?)"""\s*(#.*)?$"#),
+    )
+});
 
 type ParseErr = (usize, String);
 
-/// configobj's `_handle_value`: its `_valueexp` regular expression, written out as a small
-/// backtracking matcher that tries alternatives in the same order Python's `re` does.
+fn comment_of(c: &regex::Captures<'_>, group: usize) -> Option<String> {
+    c.get(group).map(|m| m.as_str().to_string())
+}
+
+/// configobj's `_handle_value`: the value and its inline comment.
 fn handle_value(s: &str) -> Result<(Value, Option<String>), String> {
     const BAD: &str = "badly quoted value or invalid list (quote values that contain commas or #)";
-    let mut items = Vec::new();
-    if let Some((single, comment)) = match_items(s, 0, &mut items) {
-        let value = if items.is_empty() {
-            Value::Str(single.unwrap_or_default())
-        } else {
-            // A trailing comma leaves an empty last item, which configobj drops.
-            if let Some(last) = single.filter(|x| !x.is_empty()) {
-                items.push(last);
-            }
-            Value::List(items)
-        };
-        return Ok((value, comment));
-    }
-    // Alternatively a single comma: the empty list.
-    if let Some(rest) = s.strip_prefix(',')
-        && let Some(comment) = trailing_comment(rest)
-    {
+    let c = VALUE.captures(s).ok_or(BAD)?;
+    let comment = comment_of(&c, 4);
+    if c.get(3).is_some() {
         return Ok((Value::List(Vec::new()), comment));
     }
-    Err(BAD.into())
+    let list_values = c.get(1).map_or("", |m| m.as_str());
+    let single = match c.get(2).map(|m| m.as_str()) {
+        // A trailing comma leaves an empty last item, which configobj drops.
+        Some("") if !list_values.is_empty() => None,
+        Some("") | None => Some(String::new()),
+        Some(v) => Some(unquote(v).ok_or(BAD)?.to_string()),
+    };
+    if list_values.is_empty() {
+        return Ok((Value::Str(single.unwrap_or_default()), comment));
+    }
+    let mut items = LIST_VALUE
+        .captures_iter(list_values)
+        .map(|m| unquote(m.get(1).map_or("", |g| g.as_str())).map(str::to_string))
+        .collect::<Option<Vec<_>>>()
+        .ok_or("empty item in a list (two commas in a row?)")?;
+    items.extend(single);
+    Ok((Value::List(items), comment))
 }
 
-fn skip_ws(s: &str, pos: usize) -> usize {
-    pos + (s[pos..].len() - s[pos..].trim_start_matches(is_ws).len())
-}
-
-/// Value and inline comment found by the matcher.
-type Matched = (Option<String>, Option<String>);
-
-/// List items (`item \s*,\s*`)* then the last item; returns (last item, comment).
-fn match_items(s: &str, pos: usize, items: &mut Vec<String>) -> Option<Matched> {
-    let rest = &s[pos..];
-    let first = rest.chars().next();
-    // One more list item, in regex priority order.
-    let mut candidates: Vec<(String, usize)> = Vec::new();
-    match first {
-        Some(q @ ('"' | '\'')) => {
-            for (j, ch) in rest.char_indices().skip(1) {
-                if ch == q {
-                    let after = skip_ws(s, pos + j + 1);
-                    if s[after..].starts_with(',') {
-                        candidates.push((rest[1..j].to_string(), skip_ws(s, after + 1)));
-                    }
-                }
-            }
-        }
-        Some(c) if c != ',' && c != '#' => {
-            if let Some(k) = rest.find([',', '#'])
-                && rest.as_bytes()[k] == b','
-            {
-                candidates.push((
-                    rest[..k].trim_end_matches(is_ws).to_string(),
-                    skip_ws(s, pos + k + 1),
-                ));
-            }
-        }
-        _ => {}
+/// configobj's `_multiline`: a value opened with `'''` or `"""` on line `*idx` (0-based),
+/// possibly continued on the following lines. Errors carry the 1-based line number.
+fn multiline(value: &str, lines: &[&str], idx: &mut usize) -> Result<(String, Option<String>), ParseErr> {
+    let quot = &value[..3];
+    let (one_line, last_line) = if quot == "'''" {
+        &*TRIPLE_SINGLE
+    } else {
+        &*TRIPLE_DOUBLE
+    };
+    // Lazy `(.*?)` with backtracking: the value ends at the first `'''` after which only
+    // blanks and a `#` comment follow, so `'''a 'b' "c"''''` is `a 'b' "c"'`.
+    if let Some(c) = one_line.captures(value) {
+        return Ok((c[1].to_string(), comment_of(&c, 2)));
     }
-    for (item, next) in candidates {
-        items.push(item);
-        if let Some(r) = match_items(s, next, items) {
-            return Some(r);
-        }
-        items.pop();
-    }
-    // The last item (or the whole value).
-    match first {
-        Some(q @ ('"' | '\'')) => {
-            for (j, ch) in rest.char_indices().skip(1) {
-                if ch == q
-                    && let Some(c) = trailing_comment(&rest[j + 1..])
-                {
-                    return Some((Some(rest[1..j].to_string()), c));
-                }
-            }
-        }
-        Some(c) if !matches!(c, ',' | '#') && !is_ws(c) => {
-            // Lazy `[^,]*?`: the first end after which only `\s*(#.*)?` remains.
-            let ends = rest
-                .char_indices()
-                .skip(1)
-                .chain(std::iter::once((rest.len(), ' ')));
-            for (e, ch) in ends {
-                if let Some(c) = trailing_comment(&rest[e..]) {
-                    return Some((Some(rest[..e].to_string()), c));
-                }
-                if ch == ',' {
-                    break;
-                }
-            }
-        }
-        _ => {}
-    }
-    // Empty value (not directly after a comma), then no value at all.
-    if let Some(c) = trailing_comment(rest) {
-        return Some((
-            if s[..pos].ends_with(',') {
-                None
-            } else {
-                Some(String::new())
-            },
-            c,
+    let mut acc = value[3..].to_string();
+    if acc.contains(quot) {
+        return Err((
+            *idx + 1,
+            format!("text after the closing {quot} of a value (only a # comment may follow it)"),
         ));
     }
-    None
-}
-
-/// configobj's `_multiline`: a value opened with `'''` or `"""`.
-fn multiline(value: &str, lines: &[&str], idx: &mut usize) -> Result<(String, Option<String>), String> {
-    let quot = &value[..3];
-    let newvalue = &value[3..];
-    if let Some(end) = newvalue.find(quot) {
-        // Single-line triple-quoted value: `'''(.*?)'''\s*(#.*)?$`.
-        return trailing_comment(&newvalue[end + 3..])
-            .map(|c| (newvalue[..end].to_string(), c))
-            .ok_or_else(|| "text after a triple-quoted value".to_string());
-    }
-    let mut acc = newvalue.to_string();
+    let start = *idx + 1;
     loop {
         *idx += 1;
         let Some(line) = lines.get(*idx) else {
-            return Err(format!("unterminated {quot} value (no closing {quot})"));
+            return Err((start, format!("unterminated {quot} value (no closing {quot})")));
         };
         acc.push('\n');
-        if let Some(end) = line.find(quot) {
-            acc.push_str(&line[..end]);
-            return trailing_comment(&line[end + 3..])
-                .map(|c| (acc, c))
-                .ok_or_else(|| "text after the end of a triple-quoted value".to_string());
+        if !line.contains(quot) {
+            acc.push_str(line);
+            continue;
         }
-        acc.push_str(line);
+        let c = last_line.captures(line).ok_or_else(|| {
+            (
+                *idx + 1,
+                format!("text after the closing {quot} of a value (only a # comment may follow it)"),
+            )
+        })?;
+        acc.push_str(&c[1]);
+        return Ok((acc, comment_of(&c, 2)));
     }
 }
 
-/// Parse a section marker line: `(\s*)((?:\[\s*)+)(name)((?:\s*\])+)\s*(\#.*)?$`.
-/// Returns (indent, open depth, name, close depth, comment).
+/// `_sectionmarker`: (indent, open depth, name, close depth, comment).
 fn section_marker(line: &str) -> Option<(&str, usize, String, usize, Option<String>)> {
-    let body = line.trim_start_matches(is_ws);
-    let indent = &line[..line.len() - body.len()];
-    if !body.starts_with('[') {
-        return None;
-    }
-    let mut open = 0;
-    let mut rest = body;
-    loop {
-        let t = rest.trim_start_matches(is_ws);
-        if let Some(r) = t.strip_prefix('[') {
-            open += 1;
-            rest = r;
-        } else {
-            // `\[\s*` consumes trailing whitespace of the last bracket too.
-            rest = t;
-            break;
-        }
-    }
-    let first = rest.chars().next()?;
-    // Try name ends in increasing order (lazy `.*?`).
-    let try_close = |name_end: usize| -> Option<(usize, Option<String>)> {
-        let mut close = 0;
-        let mut r = &rest[name_end..];
-        loop {
-            let t = r.trim_start_matches(is_ws);
-            if let Some(x) = t.strip_prefix(']') {
-                close += 1;
-                r = x;
-            } else {
-                break;
-            }
-        }
-        if close == 0 {
-            return None;
-        }
-        trailing_comment(r).map(|c| (close, c))
-    };
-    if first == '"' || first == '\'' {
-        for (j, ch) in rest.char_indices().skip(1) {
-            if ch == first {
-                let name = &rest[..=j];
-                if name[1..name.len() - 1].trim().is_empty() {
-                    continue;
-                }
-                if let Some((close, c)) = try_close(j + 1) {
-                    return Some((indent, open, unquote(name).to_string(), close, c));
-                }
-            }
-        }
-        return None;
-    }
-    if is_ws(first) {
-        return None;
-    }
-    for (j, ch) in rest.char_indices() {
-        let end = j + ch.len_utf8();
-        if let Some((close, c)) = try_close(end) {
-            return Some((indent, open, rest[..end].to_string(), close, c));
-        }
-    }
-    None
-}
-
-/// Parse a `key = value` line: `(\s*)((?:".*?")|(?:'.*?')|(?:[^'"=].*?))\s*=\s*(.*)$`.
-fn keyword(line: &str) -> Option<(&str, String, &str)> {
-    let body = line.trim_start_matches(is_ws);
-    let indent = &line[..line.len() - body.len()];
-    let first = body.chars().next()?;
-    let split_at = |key_end: usize| -> Option<&str> {
-        let r = body[key_end..].trim_start_matches(is_ws);
-        r.strip_prefix('=').map(|v| v.trim_start_matches(is_ws))
-    };
-    if first == '"' || first == '\'' {
-        for (j, ch) in body.char_indices().skip(1) {
-            if ch == first
-                && let Some(v) = split_at(j + 1)
-            {
-                return Some((indent, unquote(&body[..=j]).to_string(), v));
-            }
-        }
-        return None;
-    }
-    if first == '=' {
-        return None;
-    }
-    let eq = body.find('=')?;
-    let key = body[..eq].trim_end_matches(is_ws);
-    if key.is_empty() {
-        return None;
-    }
+    let c = SECTION_MARKER.captures(line)?;
     Some((
-        indent,
-        unquote(key).to_string(),
-        body[eq + 1..].trim_start_matches(is_ws),
+        c.get(1)?.as_str(),
+        c[2].matches('[').count(),
+        unquote(&c[3])?.to_string(),
+        c[4].matches(']').count(),
+        comment_of(&c, 5),
     ))
 }
 
-fn parse(text: &str) -> Result<RenewalConf, ParseErr> {
+/// `_keyword`: (indent, key, raw value with any comment).
+fn keyword(line: &str) -> Option<(&str, String, &str)> {
+    let c = KEYWORD.captures(line)?;
+    Some((
+        c.get(1)?.as_str(),
+        unquote(c.get(2)?.as_str())?.to_string(),
+        c.get(3)?.as_str(),
+    ))
+}
+
+/// Lines as certbot's configobj sees them: the file is split at `\n` only (it reads bytes
+/// with `readlines`), a UTF-8 BOM is dropped, and every trailing `\r` and `\n` is stripped.
+fn split_lines(text: &str) -> Vec<&str> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let lines: Vec<&str> = text.lines().collect();
+    text.split_inclusive('\n')
+        .map(|l| l.trim_end_matches(['\r', '\n']))
+        .collect()
+}
+
+fn parse(text: &str) -> Result<RenewalConf, ParseErr> {
+    let lines = split_lines(text);
     let mut conf = RenewalConf::new();
     let mut indent_type: Option<String> = None;
     let mut comment_list: Vec<String> = Vec::new();
@@ -826,7 +828,7 @@ fn parse(text: &str) -> Result<RenewalConf, ParseErr> {
         }
         let line = lines[idx];
         let lineno = idx + 1;
-        let sline = line.trim();
+        let sline = line.trim_matches(is_ws);
         if sline.is_empty() || sline.starts_with('#') {
             reset_comment = false;
             comment_list.push(line.to_string());
@@ -877,7 +879,7 @@ fn parse(text: &str) -> Result<RenewalConf, ParseErr> {
             indent_type = Some(indent.to_string());
         }
         let (value, comment) = if raw.starts_with("\"\"\"") || raw.starts_with("'''") {
-            let (v, c) = multiline(raw, &lines, &mut idx).map_err(|m| (lineno, m))?;
+            let (v, c) = multiline(raw, &lines, &mut idx)?;
             (Value::Str(v), c)
         } else {
             handle_value(raw).map_err(|m| (lineno, m))?
@@ -1024,6 +1026,21 @@ www.example.com = /srv/other
         assert_eq!(quote_value(&Value::List(vec![])).unwrap(), ",");
         assert_eq!(quote_value(&Value::List(vec!["a".into()])).unwrap(), "a,");
         assert!(quote("a\nb", false).is_err());
+    }
+
+    /// Issue 11: what configobj's `_quote` writes for this hook, which its backtracking
+    /// `'''(.*?)'''` reads back; we used to stop at the first `'''` and fail.
+    #[test]
+    fn triple_quoted_value_ending_in_a_quote_reads_back() {
+        let hook = "sh -c 'echo \"x\" >> f'";
+        let c = p("[renewalparams]\nrenew_hook = '''sh -c 'echo \"x\" >> f''''\n");
+        assert_eq!(c.renew_hook(), Some(hook));
+        let mut w = RenewalConf::new();
+        w.set_param("renew_hook", hook);
+        assert_eq!(p(&w.to_text().unwrap()).renew_hook(), Some(hook));
+        // Multi-line: the last line backtracks the same way.
+        let c = p("k = '''a\nb'''' # c\n");
+        assert_eq!(c.get("k"), Some("a\nb'"));
     }
 
     #[test]

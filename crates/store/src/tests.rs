@@ -113,16 +113,20 @@ fn renewal_adds_version_and_switches_links() {
 #[test]
 fn naming_suffixes_and_orphans() {
     let (_d, s) = store();
+    let lock = s.lock().unwrap();
     let doms = vec!["*.a.example".to_string(), "a.example".to_string()];
-    assert_eq!(s.new_lineage_name(&doms, None).unwrap(), "a.example");
+    assert_eq!(s.new_lineage_name(&doms, None, &lock).unwrap(), "a.example");
     s.save_version("a.example", &self_signed(&["a.example"]), &conf())
         .unwrap();
-    assert_eq!(s.new_lineage_name(&doms, None).unwrap(), "a.example-0001");
-    // An orphan archive dir (crash before the conf was written) also counts as taken.
+    assert_eq!(s.new_lineage_name(&doms, None, &lock).unwrap(), "a.example-0001");
+    // A directory without a conf holding something that is not ours counts as taken.
     fs::create_dir_all(s.dirs().archive_dir().join("a.example-0001")).unwrap();
-    fs::write(s.dirs().archive_dir().join("a.example-0001/cert1.pem"), "x").unwrap();
-    assert_eq!(s.new_lineage_name(&doms, None).unwrap(), "a.example-0002");
-    assert_eq!(s.new_lineage_name(&doms, Some("custom")).unwrap(), "custom");
+    fs::write(s.dirs().archive_dir().join("a.example-0001/notes.txt"), "x").unwrap();
+    assert_eq!(s.new_lineage_name(&doms, None, &lock).unwrap(), "a.example-0002");
+    assert_eq!(
+        s.new_lineage_name(&doms, Some("custom"), &lock).unwrap(),
+        "custom"
+    );
     let e = s
         .save_version("a.example-0001", &self_signed(&["a.example"]), &conf())
         .unwrap_err();
@@ -132,11 +136,7 @@ fn naming_suffixes_and_orphans() {
 #[test]
 fn interrupted_switch_is_rolled_back_on_load() {
     let (_d, s) = store();
-    s.save_version("a.example", &self_signed(&["a.example"]), &conf())
-        .unwrap();
-    s.save_version("a.example", &self_signed(&["a.example"]), &conf())
-        .unwrap();
-    let live = s.dirs().live_dir().join("a.example");
+    let live = two_versions(&s);
     // Simulate a crash mid-switch from version 1 to 2: journal complete, cert already on 2.
     for k in Kind::ALL {
         let target = format!("../../archive/a.example/{}1.pem", k.as_str());
@@ -273,4 +273,186 @@ fn list_2000_lineages_fast() {
     assert!(all.iter().all(|l| l.as_ref().unwrap().version() == Some(1)));
     // Generous bound for a debug build on a shared 2-core machine.
     assert!(elapsed.as_secs_f64() < 5.0, "listing took {elapsed:?}");
+}
+
+/// Issue 11: a hook configobj cannot store is refused, naming the key, before the archive,
+/// live/ or renewal/ change, for a new lineage and for a renewal alike.
+#[test]
+fn unstorable_hook_is_refused_before_anything_is_written() {
+    let (d, s) = store();
+    let bad = "a ''' # b \"\"\" # c";
+    let mut c = conf();
+    c.set_param("renew_hook", bad);
+    let err = s
+        .save_version("a.example", &self_signed(&["a.example"]), &c)
+        .unwrap_err();
+    assert!(err.to_string().contains("\"renew_hook\""), "{err}");
+    assert!(!s.dirs().archive_dir().join("a.example").exists());
+    assert!(!s.dirs().live_dir().join("a.example").exists());
+
+    s.save_version("a.example", &self_signed(&["a.example"]), &conf())
+        .unwrap();
+    let before = fs::read_to_string(s.conf_path("a.example")).unwrap();
+    let err = s
+        .save_version("a.example", &self_signed(&["a.example"]), &c)
+        .unwrap_err();
+    assert!(err.to_string().contains("\"renew_hook\""), "{err}");
+    assert_eq!(fs::read_to_string(s.conf_path("a.example")).unwrap(), before);
+    assert!(!d.path().join("config/archive/a.example/cert2.pem").exists());
+    assert_eq!(s.load_lineage("a.example").unwrap().version(), Some(1));
+}
+
+/// update_symlinks used to report success after pointing links at files that do not exist.
+/// Now every target must be a readable file, or it fails naming the file and changes nothing.
+#[test]
+fn update_symlinks_refuses_links_to_missing_files() {
+    let (_d, s) = store();
+    let live = two_versions(&s);
+    // Links whose directory part points elsewhere (an archive moved by hand), on version 1.
+    set_links(&live, "moved", 1);
+    let links = || Kind::ALL.map(|k| fs::read_link(live.join(format!("{}.pem", k.as_str()))).unwrap());
+    let before = links();
+    let err = s.update_symlinks("a.example").unwrap_err().to_string();
+    assert!(err.contains("archive/moved/cert2.pem"), "{err}");
+    assert_eq!(before, links(), "no link changed");
+    // Already on version 2 but the targets are missing: still an error, not success.
+    set_links(&live, "moved", 2);
+    assert!(s.update_symlinks("a.example").is_err());
+}
+
+/// A killed first `certonly` left `archive/NAME/.cert1.pem.tmp-*` and `live/.NAME.new-PID/`
+/// (or a complete live/NAME without a renewal conf); the retry took `NAME-0001`. Now the
+/// lock's cleanup and the name choice recognise a dead run's leftovers and reuse NAME.
+#[test]
+fn retry_after_killed_first_certonly_reuses_the_name() {
+    let (_d, s) = store();
+    let archive = s.dirs().archive_dir().join("a.example");
+    let live_root = s.dirs().live_dir();
+    fs::create_dir_all(&archive).unwrap();
+    fs::write(archive.join("cert1.pem"), "partial").unwrap();
+    fs::write(archive.join(".privkey1.pem.tmp-999999-0"), "partial").unwrap();
+    fs::create_dir_all(live_root.join(".a.example.new-999999")).unwrap();
+    fs::create_dir_all(live_root.join(".b.example.switch-999998/sub")).unwrap();
+    let lock = s.lock().unwrap();
+    assert!(
+        !live_root.join(".a.example.new-999999").exists(),
+        "staging dir of a dead run removed"
+    );
+    assert!(!live_root.join(".b.example.switch-999998").exists());
+    let doms = vec!["a.example".to_string()];
+    assert_eq!(s.new_lineage_name(&doms, None, &lock).unwrap(), "a.example");
+    s.save_version("a.example", &self_signed(&["a.example"]), &conf())
+        .unwrap();
+    assert_eq!(
+        fs::read_dir(&archive).unwrap().count(),
+        4,
+        "only the new version 1"
+    );
+    s.load_lineage("a.example").unwrap().check().unwrap();
+
+    // Killed after live/NAME was complete but before the conf: the same.
+    fs::remove_file(s.conf_path("a.example")).unwrap();
+    assert_eq!(s.new_lineage_name(&doms, None, &lock).unwrap(), "a.example");
+    assert!(!live_root.join("a.example").exists());
+    // Something of the user's in it: left alone, a suffix is used.
+    s.save_version("a.example", &self_signed(&["a.example"]), &conf())
+        .unwrap();
+    fs::remove_file(s.conf_path("a.example")).unwrap();
+    fs::write(live_root.join("a.example/combined.pem"), "mine").unwrap();
+    assert_eq!(s.new_lineage_name(&doms, None, &lock).unwrap(), "a.example-0001");
+    assert!(live_root.join("a.example/combined.pem").exists());
+}
+
+/// Files a deploy hook put into live/NAME survive the directory exchange of a renewal.
+#[test]
+fn renewal_keeps_other_files_in_the_live_directory() {
+    let (_d, s) = store();
+    s.save_version("a.example", &self_signed(&["a.example"]), &conf())
+        .unwrap();
+    let live = s.dirs().live_dir().join("a.example");
+    fs::write(live.join("combined.pem"), "hook output").unwrap();
+    fs::create_dir(live.join("extra")).unwrap();
+    fs::write(live.join("extra/x"), "x").unwrap();
+    std::os::unix::fs::symlink("combined.pem", live.join("alias.pem")).unwrap();
+    s.save_version("a.example", &self_signed(&["a.example"]), &conf())
+        .unwrap();
+    assert_eq!(
+        fs::read_to_string(live.join("combined.pem")).unwrap(),
+        "hook output"
+    );
+    assert_eq!(fs::read_to_string(live.join("extra/x")).unwrap(), "x");
+    assert_eq!(
+        fs::read_link(live.join("alias.pem")).unwrap(),
+        Path::new("combined.pem")
+    );
+    assert!(live.join("README").exists());
+    assert_eq!(s.load_lineage("a.example").unwrap().version(), Some(2));
+    let leftovers: Vec<_> = fs::read_dir(s.dirs().live_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// A FIFO in renewal/ hung `renew` and `certificates` (reading it waits for a writer
+/// forever, under the store lock). It is skipped with a warning; loading it by name fails
+/// at once, naming it.
+#[test]
+fn fifo_in_renewal_dir_is_skipped_not_opened() {
+    let (_d, s) = store();
+    s.save_version("a.example", &self_signed(&["a.example"]), &conf())
+        .unwrap();
+    let fifo = s.conf_path("stuck");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    fs::create_dir(s.conf_path("dir")).unwrap();
+    let t = Instant::now();
+    assert_eq!(s.list_lineages().unwrap(), vec!["a.example".to_string()]);
+    let e = s.load_lineage("stuck").unwrap_err().to_string();
+    assert!(e.contains("stuck.conf") && e.contains("FIFO"), "{e}");
+    assert!(t.elapsed().as_secs() < 5);
+}
+
+/// A conf without [renewalparams] was renewed against Let's Encrypt production by default.
+/// It is broken: the error names the file and says how to repair it.
+#[test]
+fn conf_without_renewalparams_is_broken_not_defaulted() {
+    let (_d, s) = store();
+    s.save_version("a.example", &self_signed(&["a.example"]), &conf())
+        .unwrap();
+    let path = s.conf_path("a.example");
+    let text = fs::read_to_string(&path).unwrap();
+    let cut = text.find("\n# Options used in the renewal process").unwrap();
+    fs::write(&path, &text[..cut + 1]).unwrap();
+    let e = s.load_lineage("a.example").unwrap_err().to_string();
+    assert!(
+        e.contains("a.example.conf") && e.contains("[renewalparams]"),
+        "{e}"
+    );
+    assert!(e.contains("server = ") && e.contains("never falls back"), "{e}");
+    // Present but without a server: the same.
+    fs::write(
+        &path,
+        format!("{}\n[renewalparams]\nauthenticator = webroot\n", &text[..cut]),
+    )
+    .unwrap();
+    let e = s.load_lineage("a.example").unwrap_err().to_string();
+    assert!(e.contains("`server =`"), "{e}");
+}
+
+/// Point the four live links at `../../archive/DIR/{kind}VERSION.pem`.
+fn set_links(live: &Path, dir: &str, version: u32) {
+    for k in Kind::ALL {
+        let target = format!("../../archive/{dir}/{}{version}.pem", k.as_str());
+        atomic::replace_symlink(Path::new(&target), &live.join(format!("{}.pem", k.as_str()))).unwrap();
+    }
+}
+
+/// Lineage a.example with versions 1 and 2 (2 live); returns its live directory.
+fn two_versions(s: &Store) -> PathBuf {
+    for _ in 0..2 {
+        s.save_version("a.example", &self_signed(&["a.example"]), &conf())
+            .unwrap();
+    }
+    s.dirs().live_dir().join("a.example")
 }

@@ -39,7 +39,11 @@ fn certbot_lists_lineages_we_wrote() {
     assert_eq!(saved.version, 1);
     // A wildcard lineage named the certbot way.
     let name = store
-        .new_lineage_name(&["*.b.example".to_string(), "b.example".to_string()], None)
+        .new_lineage_name(
+            &["*.b.example".to_string(), "b.example".to_string()],
+            None,
+            &store.lock().unwrap(),
+        )
         .unwrap();
     assert_eq!(name, "b.example");
     let wild = cert_files(&["*.b.example", "b.example"], 80);

@@ -97,6 +97,25 @@ fn assert_consistent(store: &Store, name: &str, versions: &[&CertFiles]) -> usiz
     idx + 1
 }
 
+/// The live set as read through the symlinks alone, with no repair: which of `versions`
+/// (1-based) it is. Panics on a mixed set.
+fn raw_live_set(dirs: &certfleet_store::Dirs, name: &str, versions: &[&CertFiles]) -> usize {
+    let live = dirs.config_dir.join("live").join(name);
+    let read = |k: &str| std::fs::read_to_string(live.join(format!("{k}.pem"))).unwrap();
+    let (cert, chain, full, key) = (read("cert"), read("chain"), read("fullchain"), read("privkey"));
+    assert_eq!(full, format!("{cert}{chain}"), "fullchain = cert + chain");
+    let spki = CertInfo::from_pem(&cert).unwrap().spki_der;
+    assert_eq!(
+        PrivateKey::from_pem(&key).unwrap().public_key_spki_der(),
+        spki,
+        "key matches cert"
+    );
+    1 + versions
+        .iter()
+        .position(|v| v.cert_pem == cert && v.privkey_pem == key && v.chain_pem == chain)
+        .expect("live set is one of the written versions")
+}
+
 fn certbot_sees(dirs: &certfleet_store::Dirs, name: &str, files: &CertFiles) {
     let (ok, out) = certbot_certificates(dirs);
     assert!(ok, "{out}");
@@ -124,12 +143,12 @@ fn renewal_crash_at_every_point_leaves_a_complete_set() {
         ("after-archive-fullchain", 1),
         ("after-archive-privkey", 1),
         ("before-symlinks", 1),
-        ("after-previous-links", 1),
         ("after-symlink-cert", 1),
         ("after-symlink-privkey", 1),
         ("after-symlink-chain", 1),
         ("after-symlink-fullchain", 1),
-        ("after-remove-previous-cert", 2),
+        ("before-exchange", 1),
+        ("after-exchange", 2),
         ("after-symlinks", 2),
         ("before-renewal-conf", 2),
         ("after-renewal-conf", 2),
@@ -148,6 +167,12 @@ fn renewal_crash_at_every_point_leaves_a_complete_set() {
                 .unwrap();
             write_files(tmp.path(), "next", &v2);
             run_child(tmp.path(), point, "renew");
+            // What a web server reading live/ right after the crash gets, before any repair.
+            assert_eq!(
+                raw_live_set(&dirs, "a.example", &[&v1, &v2]),
+                expected,
+                "raw live/ after crash at {point}"
+            );
             let live = if certbot_first {
                 certbot_sees(&dirs, "a.example", if expected == 1 { &v1 } else { &v2 });
                 assert_consistent(&store, "a.example", &[&v1, &v2])
@@ -180,6 +205,8 @@ fn new_lineage_crash_is_invisible_or_complete() {
         ("after-archive-privkey", false),
         ("before-symlinks", false),
         ("after-symlink-cert", false),
+        ("before-exchange", false),
+        ("after-exchange", false),
         ("after-symlinks", false),
         ("before-renewal-conf", false),
         ("after-renewal-conf", true),
@@ -213,10 +240,16 @@ fn new_lineage_crash_is_invisible_or_complete() {
         if visible {
             assert_consistent(&store, "b.example", &[&b]);
         } else {
-            // Issuing again picks a fresh name when the crash left an orphan behind.
-            let name = store.new_lineage_name(&["b.example".to_string()], None).unwrap();
+            // Issuing again reuses the name: the crash's leftovers are recognised and removed.
+            let lock = store.lock().unwrap();
+            let name = store
+                .new_lineage_name(&["b.example".to_string()], None, &lock)
+                .unwrap();
+            // The leftovers of the interrupted creation are recognised: the name is reused.
+            assert_eq!(name, "b.example", "{point}");
             store.save_version(&name, &b, &webroot_conf(SERVER)).unwrap();
             assert_consistent(&store, &name, &[&b]);
+            drop(lock);
             let (ok, out) = certbot_certificates(&dirs);
             assert!(ok && out.contains(&format!("Certificate Name: {name}")), "{out}");
         }

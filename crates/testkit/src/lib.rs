@@ -1,4 +1,4 @@
-//! Test harness: starts REAL test parts (Pebble, nginx, certbot, acme2certifier) on free loopback
+//! Test harness: starts REAL test parts (Pebble, nginx, certbot, acme2certifier, PostgreSQL) on free loopback
 //! ports so integration tests run in parallel. Everything is synchronous; processes are stopped
 //! and temp dirs removed on drop; startup failures carry the part's log.
 //!
@@ -27,7 +27,9 @@ pub mod chain;
 pub mod nginx;
 pub mod pebble;
 pub mod ports;
+pub mod postgres;
 pub mod tls;
+pub mod webserver;
 
 pub use a2c::{Acme2Certifier, Acme2CertifierBuilder};
 pub use certbot::{Certbot, CertbotOutput};
@@ -35,4 +37,5 @@ pub use chain::{pem_certs, verify_chain};
 pub use nginx::{Nginx, NginxBuilder};
 pub use pebble::{Pebble, PebbleBuilder};
 pub use ports::free_port;
+pub use postgres::{PgCluster, PgDatabase};
 pub use tls::{LocalTls, localhost_tls, self_signed_pem};

@@ -16,7 +16,7 @@ use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureSch
 use tempfile::TempDir;
 
 use crate::ports::free_port;
-use crate::process::{Proc, tail};
+use crate::process::{Proc, is_root, tail};
 use crate::tls::write;
 
 /// A certificate must be served unchanged this long before it counts as "the" served one:
@@ -340,13 +340,6 @@ impl Drop for Nginx {
 
 fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, port))
-}
-
-fn is_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self")
-        .map(|m| m.uid() == 0)
-        .unwrap_or(false)
 }
 
 /// `*_temp_path` directives this nginx build knows (nginx-light lacks some modules, and an

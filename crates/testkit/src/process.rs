@@ -165,6 +165,14 @@ pub(crate) fn tail(path: &Path) -> String {
     }
 }
 
+/// True when this process runs as root (servers that refuse root are run as another user).
+pub(crate) fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
+}
+
 /// True when startup failed because a picked port was taken in the meantime (by another test
 /// process): worth one more try with fresh ports.
 pub(crate) fn is_port_clash(err: &anyhow::Error) -> bool {

@@ -184,8 +184,13 @@ mod tests {
             "{}",
             e.message
         );
-        let e = from_argv(&["--manual", "--manual-auth-hook", "x"], &["a.example.test"]).unwrap_err();
-        assert!(e.message.contains("--preferred-challenges dns"), "{}", e.message);
+        // --manual without a preference is http-01, as in certbot (hooks required).
+        assert!(matches!(
+            from_argv(&["--manual", "--manual-auth-hook", "x"], &["a.example.test"]),
+            Ok(AuthSpec::ManualHttp { .. })
+        ));
+        let e = from_argv(&["--manual", "-n"], &["a.example.test"]).unwrap_err();
+        assert!(e.message.contains("--manual-auth-hook CMD"), "{}", e.message);
         // A wildcard implies dns-01, as with certbot.
         assert!(from_argv(&["--manual", "--manual-auth-hook", "x"], &["*.a.example.test"]).is_ok());
         let e = from_argv(

@@ -44,7 +44,7 @@ pub async fn register(g: &GlobalArgs) -> Result<ProcessExit> {
     store.accounts().save(&server, &rec).map_err(CliError::store)?;
     progress.finish();
     if !g.quiet {
-        println!("Account registered: {} (id {})", acct.url(), rec.id);
+        outln!("Account registered: {} (id {})", acct.url(), rec.id);
     }
     Ok(ProcessExit::SUCCESS)
 }
@@ -63,7 +63,7 @@ pub async fn update(g: &GlobalArgs) -> Result<ProcessExit> {
         .save(acct.client().directory_url(), &rec)
         .map_err(CliError::store)?;
     if !g.quiet {
-        println!("Your e-mail address was updated to {}.", contact.join(", "));
+        outln!("Your e-mail address was updated to {}.", contact.join(", "));
     }
     Ok(ProcessExit::SUCCESS)
 }
@@ -85,7 +85,7 @@ pub async fn unregister(g: &GlobalArgs) -> Result<ProcessExit> {
         ));
     };
     if !confirmed {
-        println!("Account kept.");
+        outln!("Account kept.");
         return Ok(ProcessExit::SUCCESS);
     }
     acct.deactivate().await.map_err(CliError::acme)?;
@@ -94,7 +94,7 @@ pub async fn unregister(g: &GlobalArgs) -> Result<ProcessExit> {
         .delete(acct.client().directory_url(), &rec.id)
         .map_err(CliError::store)?;
     if !g.quiet {
-        println!("Account deactivated: {}", acct.url());
+        outln!("Account deactivated: {}", acct.url());
     }
     Ok(ProcessExit::SUCCESS)
 }
@@ -102,16 +102,16 @@ pub async fn unregister(g: &GlobalArgs) -> Result<ProcessExit> {
 pub async fn show(g: &GlobalArgs) -> Result<ProcessExit> {
     let (_store, rec, acct) = current(g).await?;
     let info = acct.info().await.map_err(CliError::acme)?;
-    println!("Account details for server {}:", acct.client().directory_url());
-    println!("  Account URL: {}", acct.url());
-    println!("  Account ID:  {}", rec.id);
-    println!("  Status:      {}", info.status);
+    outln!("Account details for server {}:", acct.client().directory_url());
+    outln!("  Account URL: {}", acct.url());
+    outln!("  Account ID:  {}", rec.id);
+    outln!("  Status:      {}", info.status);
     let emails: Vec<&str> = info
         .contact
         .iter()
         .map(|c| c.strip_prefix("mailto:").unwrap_or(c))
         .collect();
-    println!(
+    outln!(
         "  Email contact: {}",
         if emails.is_empty() {
             "none".to_string()

@@ -124,11 +124,11 @@ pub fn run(g: &GlobalArgs, a: &CertificatesArgs) -> Result<ProcessExit> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&out).expect("json"));
+        outln!("{}", serde_json::to_string_pretty(&out).expect("json"));
         return Ok(ProcessExit::SUCCESS);
     }
     if rows.is_empty() {
-        println!("No certificates found in {}.", g.config_dir.display());
+        outln!("No certificates found in {}.", g.config_dir.display());
         return Ok(ProcessExit::SUCCESS);
     }
     if a.certbot_format {
@@ -188,7 +188,7 @@ fn print_table(store: &certfleet_store::Store, rows: &[Row], now: OffsetDateTime
     }
     let line = |cols: &[&str]| {
         let parts: Vec<String> = cols.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
-        println!("{}", parts.join("  ").trim_end());
+        outln!("{}", parts.join("  ").trim_end());
     };
     line(&header);
     for row in &cells {
@@ -196,44 +196,44 @@ fn print_table(store: &certfleet_store::Store, rows: &[Row], now: OffsetDateTime
     }
     for r in rows {
         if let Some(p) = &r.problem {
-            println!("{}: Problem: {p}", r.name);
+            outln!("{}: Problem: {p}", r.name);
         }
         if let Some(f) = lineage_state(store, &r.name)
             .as_ref()
             .and_then(|s| failure_note(s, now))
         {
-            println!("{}: Renewal failures: {f}", r.name);
+            outln!("{}: Renewal failures: {f}", r.name);
         }
     }
 }
 
 fn print_certbot_layout(store: &certfleet_store::Store, rows: &[Row], now: OffsetDateTime) {
-    println!("Found the following certificates:");
+    outln!("Found the following certificates:");
     for r in rows {
-        println!("  Certificate Name: {}", r.name);
-        println!("    Domains: {}", r.domains.join(" "));
-        println!("    Key Type: {}", r.key_type);
+        outln!("  Certificate Name: {}", r.name);
+        outln!("    Domains: {}", r.domains.join(" "));
+        outln!("    Key Type: {}", r.key_type);
         match r.expiry {
-            Some(t) => println!(
+            Some(t) => outln!(
                 "    Expiry Date: {} ({}: {})",
                 t.format(&time::format_description::well_known::Rfc3339)
                     .unwrap_or_default(),
                 r.status,
                 left(t, now)
             ),
-            None => println!("    Expiry Date: unknown ({})", r.status),
+            None => outln!("    Expiry Date: unknown ({})", r.status),
         }
         if let Some(p) = &r.problem {
-            println!("    Problem: {p}");
+            outln!("    Problem: {p}");
         }
         if let Some(f) = lineage_state(store, &r.name)
             .as_ref()
             .and_then(|s| failure_note(s, now))
         {
-            println!("    Renewal failures: {f}");
+            outln!("    Renewal failures: {f}");
         }
-        println!("    Certificate Path: {}", r.cert_path);
-        println!("    Private Key Path: {}", r.key_path);
+        outln!("    Certificate Path: {}", r.cert_path);
+        outln!("    Private Key Path: {}", r.key_path);
     }
 }
 

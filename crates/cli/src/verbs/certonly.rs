@@ -35,6 +35,15 @@ pub async fn run(g: &GlobalArgs, a: &CertonlyArgs, matches: &clap::ArgMatches) -
             }
         })
         .map_err(|e| CliError::usage(e.to_string()))?;
+    if let Some(json) = &a.compat.webroot_map {
+        // certbot: --webroot-map implies -d for each of its names.
+        for (name, _) in crate::overrides::webroot_map(json)? {
+            let id = Identifier::dns(&name).map_err(|e| CliError::usage(e.to_string()))?;
+            if !identifiers.contains(&id) {
+                identifiers.push(id);
+            }
+        }
+    }
     for ip in &a.ip_addresses {
         let id = Identifier::Ip(*ip);
         if !identifiers.contains(&id) {
@@ -46,14 +55,24 @@ pub async fn run(g: &GlobalArgs, a: &CertonlyArgs, matches: &clap::ArgMatches) -
         return csr_flow(g, a, csr_path, identifiers, &progress).await;
     }
     check_count(identifiers.len()).map_err(|e| CliError::usage(e.to_string()))?;
+    check_storable(a)?;
 
+    // certbot's plugin settings and compatibility flags (-i, --apache-*, --must-staple, ...).
+    let mut extra = certfleet_engine::overrides::ConfOverrides::default();
+    crate::overrides::compat(&a.compat, &mut extra)?;
+    if let Some(i) = a.compat.installer.as_ref().or(a.compat.configurator.as_ref()) {
+        extra.set("installer", i.clone());
+    }
+    for (k, v) in a.plugins.conf_keys() {
+        extra.set(k, v);
+    }
     let key_spec = key_spec(a)?;
     let auth = authenticator::from_args(a, matches, &identifiers)?;
     let solver = auth.solver(&store_for_solver(g)).await?;
     solver.preflight(&identifiers).await.map_err(CliError::solver)?;
 
     let store = account::store(g);
-    let _lock = if a.dry_run {
+    let lock = if a.dry_run {
         None
     } else {
         Some(store.lock().map_err(CliError::store)?)
@@ -87,7 +106,7 @@ pub async fn run(g: &GlobalArgs, a: &CertonlyArgs, matches: &clap::ArgMatches) -
         && sorted(lin.names().unwrap_or_default()) == sorted(names.clone())
         && !is_due(lin, &info, &clock)?
     {
-        println!(
+        outln!(
             "Certificate not yet due for renewal; no action taken.\n  {} expires on {} ({} days left); use --force-renewal to renew now.",
             lin.name,
             info.not_after.date(),
@@ -125,7 +144,7 @@ pub async fn run(g: &GlobalArgs, a: &CertonlyArgs, matches: &clap::ArgMatches) -
     )
     .await?;
 
-    let key = match (&existing, a.reuse_key) {
+    let key = match (&existing, a.reuse_key && !a.compat.new_key) {
         (Some(lin), true) => match lineage_key(lin) {
             Ok(k) => KeySource::Reuse(k),
             Err(e) => return Err(CliError::store(format!("--reuse-key: {e}"))),
@@ -155,7 +174,7 @@ pub async fn run(g: &GlobalArgs, a: &CertonlyArgs, matches: &clap::ArgMatches) -
 
     if a.dry_run {
         if !g.quiet {
-            println!(
+            outln!(
                 "The dry run was successful: the CA validated {} (nothing was saved).",
                 names.join(", ")
             );
@@ -166,13 +185,24 @@ pub async fn run(g: &GlobalArgs, a: &CertonlyArgs, matches: &clap::ArgMatches) -
 
     let name = match &existing {
         Some(l) => l.name.clone(),
-        None => store
-            .new_lineage_name(&names, a.cert_name.as_deref())
-            .map_err(CliError::store)?,
+        None => {
+            let lock = lock
+                .as_ref()
+                .ok_or_else(|| CliError::store("internal error: the store lock is not held"))?;
+            store
+                .new_lineage_name(&names, a.cert_name.as_deref(), lock)
+                .map_err(CliError::store)?
+        }
     };
     let mut conf = existing.as_ref().map(|l| l.conf.clone()).unwrap_or_default();
     record_renewal_params(&mut conf, g, a, &acct, key_spec);
     auth.record(&mut conf);
+    extra.apply(&mut conf);
+    match certfleet_engine::authenticator::http::installer_reload(&conf) {
+        Ok(Some(r)) => hooks.add_reload(r),
+        Ok(None) => {}
+        Err(e) => return Err(e.into()),
+    }
     let key_pem = issued.key.as_ref().expect("lineages always have a key").to_pem();
     let files = CertFiles::new(issued.cert_pem.clone(), issued.chain_pem.clone(), key_pem);
     store
@@ -181,16 +211,16 @@ pub async fn run(g: &GlobalArgs, a: &CertonlyArgs, matches: &clap::ArgMatches) -
     let lineage = store.load_lineage(&name).map_err(CliError::store)?;
 
     if !g.quiet {
-        println!("Successfully received certificate.");
-        println!(
+        outln!("Successfully received certificate.");
+        outln!(
             "Certificate is saved at: {}",
             lineage.live_path(Kind::Fullchain).display()
         );
-        println!(
+        outln!(
             "Key is saved at:         {}",
             lineage.live_path(Kind::Privkey).display()
         );
-        println!("This certificate expires on {}.", issued.info.not_after.date());
+        outln!("This certificate expires on {}.", issued.info.not_after.date());
     }
     // As certbot: deploy hooks on every issuance, not only on `renew`.
     let saved_names = lineage.names().unwrap_or_else(|_| names.clone());
@@ -257,15 +287,7 @@ fn record_renewal_params(
             conf.set_param("elliptic_curve", spec.curve().unwrap_or("secp256r1"));
         }
     }
-    for (key, val) in [
-        ("pre_hook", &a.pre_hook),
-        ("post_hook", &a.post_hook),
-        ("renew_hook", &a.deploy_hook),
-        ("preferred_chain", &a.preferred_chain),
-        ("preferred_profile", &a.preferred_profile),
-        ("required_profile", &a.required_profile),
-        (RELOAD_CONF_KEY, &a.deploy_reload),
-    ] {
+    for (_, key, val) in saved_strings(a) {
         if let Some(v) = val {
             conf.set_param(key, v.clone());
         }
@@ -276,6 +298,39 @@ fn record_renewal_params(
     if let Some(b) = g.ca_bundle() {
         conf.set_param("ca_bundle", b.display().to_string());
     }
+}
+
+/// The free-text flags saved in `[renewalparams]`: (flag, conf key, value).
+fn saved_strings(a: &CertonlyArgs) -> [(&'static str, &'static str, &Option<String>); 7] {
+    [
+        ("--pre-hook", "pre_hook", &a.pre_hook),
+        ("--post-hook", "post_hook", &a.post_hook),
+        ("--deploy-hook", "renew_hook", &a.deploy_hook),
+        ("--preferred-chain", "preferred_chain", &a.preferred_chain),
+        ("--preferred-profile", "preferred_profile", &a.preferred_profile),
+        ("--required-profile", "required_profile", &a.required_profile),
+        ("--deploy-reload", RELOAD_CONF_KEY, &a.deploy_reload),
+    ]
+}
+
+/// Refuse a flag value that certbot's renewal conf (configobj) cannot store before any CA
+/// work, rather than after issuance (issue 11).
+fn check_storable(a: &CertonlyArgs) -> Result<()> {
+    for (flag, key, val) in saved_strings(a) {
+        let Some(v) = val else { continue };
+        let mut probe = RenewalConf::new();
+        probe.set_param(key, v.as_str());
+        if let Err(e) = probe.to_text() {
+            let why = match e {
+                certfleet_store::StoreError::ConfValue { msg, .. } => msg,
+                other => other.to_string(),
+            };
+            return Err(CliError::usage(format!(
+                "{flag} cannot be saved in the renewal conf as `{key}`: {why}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `--csr`: the key stays with the caller; write cert, chain and fullchain where asked
@@ -342,7 +397,7 @@ async fn csr_flow(
     let issued = issue::interruptible(solver.as_ref(), issuance).await?;
     progress.finish();
     if a.dry_run {
-        println!("The dry run was successful (nothing was saved).");
+        outln!("The dry run was successful (nothing was saved).");
         return Ok(ProcessExit::SUCCESS);
     }
     let outputs = [
@@ -364,7 +419,7 @@ async fn csr_flow(
     for (path, pem) in outputs {
         certfleet_store::atomic::write_file(&path, pem.as_bytes(), 0o644).map_err(CliError::store)?;
         if !g.quiet {
-            println!("Saved {}", path.display());
+            outln!("Saved {}", path.display());
         }
     }
     Ok(ProcessExit::SUCCESS)

@@ -151,7 +151,7 @@ async fn pass(
 }
 
 fn log(msg: &str) {
-    eprintln!("certfleet run: {msg}");
+    errln!("certfleet run: {msg}");
 }
 
 /// Up to 1/20 of the sleep, at most 5 minutes: many daemons started together drift apart.

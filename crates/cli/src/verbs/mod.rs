@@ -2,6 +2,7 @@ pub mod account;
 pub mod certificates;
 pub mod certonly;
 pub mod daemon;
+pub mod output;
 pub mod reconfigure;
 pub mod renew;
 pub mod revoke;

@@ -138,14 +138,8 @@ pub fn reconfigure(g: &GlobalArgs, a: &ReconfigureArgs) -> Result<ProcessExit> {
     // Server: the account must exist there.
     // (An unchanged --server, as a cli.ini may always pass, is no change.)
     if (g.server.is_some() || g.staging) && conf.server() != Some(g.server_url().as_str()) {
+        // --server was checked when the arguments were parsed (args::parse_server_url).
         let server = g.server_url();
-        let u = url::Url::parse(&server)
-            .map_err(|e| CliError::usage(format!("--server {server:?} is not a URL: {e}")))?;
-        if u.scheme() != "https" && u.scheme() != "http" {
-            return Err(CliError::usage(format!(
-                "--server {server:?} must be an https:// ACME directory URL"
-            )));
-        }
         let acct = certfleet_engine::account::saved(&account::options(g), &store, &server)?.ok_or_else(|| {
             CliError::usage(format!(
                 "no account for {server} in {}: run `certfleet register --server {server} -m EMAIL --agree-tos` first",
@@ -156,7 +150,16 @@ pub fn reconfigure(g: &GlobalArgs, a: &ReconfigureArgs) -> Result<ProcessExit> {
         conf.set_param("account", acct.id.clone());
         changes.push(format!("server = {server} (account {})", acct.id));
     } else if let Some(id) = &g.account {
-        let server = conf.server().unwrap_or(crate::args::LE_PRODUCTION).to_string();
+        // Never a default CA for an existing lineage (loading refuses a conf without one).
+        let server = conf
+            .server()
+            .ok_or_else(|| {
+                CliError::store(format!(
+                    "{}: no `server =` in [renewalparams]",
+                    lin.conf_path.display()
+                ))
+            })?
+            .to_string();
         if !store
             .accounts()
             .list(&server)
@@ -184,11 +187,11 @@ pub fn reconfigure(g: &GlobalArgs, a: &ReconfigureArgs) -> Result<ProcessExit> {
     AuthSpec::from_conf(&conf, &ids)?;
     write_conf(&lin.conf_path, &conf)?;
     if !g.quiet {
-        println!("Updated {}:", lin.conf_path.display());
+        outln!("Updated {}:", lin.conf_path.display());
         for c in &changes {
-            println!("  {c}");
+            outln!("  {c}");
         }
-        println!("No certificate was issued; the changes apply from the next renewal.");
+        outln!("No certificate was issued; the changes apply from the next renewal.");
     }
     Ok(ProcessExit::SUCCESS)
 }
@@ -217,7 +220,7 @@ pub fn update_symlinks(g: &GlobalArgs, a: &UpdateSymlinksArgs) -> Result<Process
             Ok(v) => {
                 if !g.quiet {
                     let lin = store.load_lineage(n).map_err(CliError::store)?;
-                    println!(
+                    outln!(
                         "{n}: live links point at version {v} ({})",
                         lin.live_path(Kind::Cert).display()
                     );
@@ -225,7 +228,7 @@ pub fn update_symlinks(g: &GlobalArgs, a: &UpdateSymlinksArgs) -> Result<Process
             }
             Err(e) => {
                 failed = true;
-                eprintln!("certfleet: {n}: {e}");
+                errln!("certfleet: {n}: {e}");
             }
         }
     }

@@ -24,7 +24,27 @@ pub async fn run(g: &GlobalArgs, a: &RenewArgs) -> Result<ProcessExit> {
     let store = account::store(g);
     let _lock = store.lock().map_err(CliError::store)?;
     let opts = pass_options(g, &a.hooks, a.jobs, a.dry_run)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        // Ctrl-C / SIGTERM: no new renewal starts; the ones in flight stop and remove their
+        // challenge responses (see PassOptions::interrupt).
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let Ok(mut term) = signal(SignalKind::terminate()) else {
+                return;
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+    }
     let opts = PassOptions {
+        overrides: crate::overrides::renew_overrides(&a.auth, &a.plugins, &a.compat)?,
+        interrupt: true,
+        stop,
         only: a.cert_name.clone(),
         force: a.force_renewal,
         next_run: Some(OffsetDateTime::now_utc() + TIMER_PERIOD),
@@ -67,6 +87,9 @@ pub fn pass_options(g: &GlobalArgs, h: &RenewHookArgs, jobs: u16, dry_run: bool)
         server_override,
         ca_bundle: g.ca_bundle(),
         account_override: g.account.clone(),
+        interrupt: false,
+        overrides: Default::default(),
+        registration: account::options(g),
         stop: Arc::new(AtomicBool::new(false)),
         clock: Arc::new(SystemClock),
         events: Arc::new(RenewalLines { verbose: !g.quiet }),
@@ -152,10 +175,10 @@ pub fn print_summary(r: &PassReport, dry_run: bool) {
 
 fn print_problems(r: &PassReport) {
     for w in &r.warnings {
-        eprintln!("certfleet: warning: {w}");
+        errln!("certfleet: warning: {w}");
     }
     for h in &r.hook_failures {
-        eprintln!("certfleet: hook failed: {h}");
+        errln!("certfleet: hook failed: {h}");
     }
 }
 

@@ -18,7 +18,15 @@ pub(crate) fn confirm(g: &GlobalArgs, question: &str, default: bool) -> bool {
     if g.non_interactive || !std::io::stdin().is_terminal() {
         return default;
     }
-    eprint!("{question} [{}] ", if default { "Y/n" } else { "y/N" });
+    {
+        use std::io::Write;
+        // A closed stderr must not panic; the answer is read from stdin either way.
+        let _ = write!(
+            std::io::stderr(),
+            "{question} [{}] ",
+            if default { "Y/n" } else { "y/N" }
+        );
+    }
     let _ = std::io::stderr().flush();
     let mut line = String::new();
     if std::io::stdin().lock().read_line(&mut line).is_err() {
@@ -89,7 +97,7 @@ pub async fn revoke(g: &GlobalArgs, a: &RevokeArgs) -> Result<ProcessExit> {
     }
     progress.finish();
     if !g.quiet {
-        println!(
+        outln!(
             "Revoked the certificate {} (serial {}).",
             cert_path.display(),
             info.serial_hex()
@@ -109,7 +117,7 @@ pub async fn revoke(g: &GlobalArgs, a: &RevokeArgs) -> Result<ProcessExit> {
             let _lock = store.lock().map_err(CliError::store)?;
             store.delete_lineage(&name).map_err(CliError::store)?;
             if !g.quiet {
-                println!("Deleted lineage {name}.");
+                outln!("Deleted lineage {name}.");
             }
         }
     }
@@ -151,14 +159,14 @@ pub fn delete(g: &GlobalArgs, a: &DeleteArgs) -> Result<ProcessExit> {
         false,
     ) && !g.non_interactive
     {
-        println!("Nothing deleted.");
+        outln!("Nothing deleted.");
         return Ok(ProcessExit::SUCCESS);
     }
     let _lock = store.lock().map_err(CliError::store)?;
     for n in &names {
         store.delete_lineage(n).map_err(CliError::store)?;
         if !g.quiet {
-            println!("Deleted all files relating to certificate {n}.");
+            outln!("Deleted all files relating to certificate {n}.");
         }
     }
     Ok(ProcessExit::SUCCESS)

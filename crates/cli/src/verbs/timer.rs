@@ -47,11 +47,11 @@ pub fn install(g: &GlobalArgs, a: &InstallTimerArgs) -> Result<ProcessExit> {
         let path = a.unit_dir.join(name);
         certfleet_store::atomic::write_file(&path, unit.as_bytes(), 0o644).map_err(CliError::store)?;
         if !g.quiet {
-            println!("Wrote {}", path.display());
+            outln!("Wrote {}", path.display());
         }
     }
     if !g.quiet {
-        println!(
+        outln!(
             "\nNow enable ONE of them:\n  systemctl daemon-reload && systemctl enable --now certfleet-renew.timer   \
              # `certfleet renew` twice a day\n  systemctl daemon-reload && systemctl enable --now certfleet.service       \
              # or the daemon (`certfleet run`)\nCheck with: systemctl list-timers certfleet-renew.timer; journalctl -u certfleet-renew"

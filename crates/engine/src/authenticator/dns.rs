@@ -257,11 +257,11 @@ mod tests {
                 cleanup_hook: Some("/c.sh".into())
             }
         );
-        // certbot manual http-01 (no pref_challs): refused, not silently switched to dns-01.
+        // certbot manual without pref_challs is http-01 (see http.rs), not dns-01.
         let http = "[renewalparams]\nauthenticator = manual\nmanual_auth_hook = /a.sh\n";
         let conf = RenewalConf::parse(http, Path::new("x.conf")).unwrap();
-        let e = AuthSpec::from_conf(&conf, &ids(&["a.example.test"])).unwrap_err();
-        assert!(e.to_string().contains("dns-01 only"), "{e}");
+        let spec = AuthSpec::from_conf(&conf, &ids(&["a.example.test"])).unwrap();
+        assert!(matches!(spec, AuthSpec::ManualHttp { .. }), "{spec:?}");
     }
 
     #[test]

@@ -38,7 +38,14 @@ pub(super) async fn attempt(
         .collect::<Result<_, _>>()
         .map_err(|e| EngineError::config(format!("{}: {e}", lin.name)))?;
     let auth = AuthSpec::from_conf(&lin.conf, &ids)?;
-    let key = if lin.conf.reuse_key() {
+    if lin.conf.must_staple() {
+        tracing::warn!(
+            "{}: must_staple = True in its renewal conf, but Let's Encrypt no longer issues OCSP Must-Staple \
+             certificates (it stopped in 2025 and refuses such orders); certfleet renews without the extension",
+            lin.name
+        );
+    }
+    let key = if lin.conf.reuse_key() && !shared.new_key {
         KeySource::Reuse(lineage_key(lin)?)
     } else {
         KeySource::Generate(wanted_key_spec(lin, &l.info)?)
@@ -79,7 +86,12 @@ pub(super) async fn attempt(
         timeout: TIMEOUT,
     };
     let events = shared.events.as_ref();
-    let issued = issue::issue_replacing(acct, solver.as_ref(), req, events).await?;
+    let issuance = issue::issue_replacing(acct, solver.as_ref(), req, events);
+    let issued = if shared.interrupt {
+        issue::interruptible(solver.as_ref(), issuance).await?
+    } else {
+        issuance.await?
+    };
     if shared.dry_run {
         return Ok(None);
     }
@@ -87,7 +99,15 @@ pub(super) async fn attempt(
     let files = CertFiles::new(issued.cert_pem.clone(), issued.chain_pem.clone(), key_pem);
     let store = shared.store.clone();
     let name = lin.name.clone();
-    let conf = lin.conf.clone();
+    let mut conf = lin.conf.clone();
+    // What this renewal used, as certbot records it.
+    if shared.server_override {
+        conf.set_param("server", l.server.clone());
+    }
+    conf.set_param(
+        "account",
+        certfleet_store::jwk::account_id(acct.key().private_key()),
+    );
     let saved = tokio::task::spawn_blocking(move || store.save_version(&name, &files, &conf))
         .await
         .map_err(|source| EngineError::SaveTask {

@@ -33,6 +33,12 @@ pub(super) struct Shared {
     pub hook_failures: std::sync::Mutex<Vec<String>>,
     /// Standalone lineages on one address:port take turns.
     pub standalone_ports: HashMap<String, Arc<Mutex<()>>>,
+    /// certbot's `--new-key`.
+    pub new_key: bool,
+    /// See [`PassOptions::interrupt`].
+    pub interrupt: bool,
+    /// `--server` was given: renewals record it (and the account used there).
+    pub server_override: bool,
     pub stop: Arc<AtomicBool>,
     pub clock: Arc<dyn Clock>,
     pub events: Arc<dyn EventSink>,
@@ -59,7 +65,12 @@ pub(super) async fn renew_due(
         let key = (l.server.clone(), l.ca_bundle.clone(), acct_id.clone());
         if let std::collections::hash_map::Entry::Vacant(slot) = accounts.entry(key) {
             let acct = match clients.get(&l.server, &l.ca_bundle).await {
-                Ok(c) => crate::account::for_renewal(store, &c, acct_id.as_deref()),
+                Ok(c) => match crate::account::for_renewal(store, &c, acct_id.as_deref()) {
+                    Err(EngineError::NoAccount { what }) if opts.server_override.is_some() => {
+                        super::register::at_new_server(store, &c, &l.lineage, opts, &what).await
+                    }
+                    other => other,
+                },
                 Err(e) => Err(e),
             };
             slot.insert(acct.map(Arc::new).map_err(Arc::new));
@@ -87,6 +98,9 @@ pub(super) async fn renew_due(
         reloads: Mutex::new(BTreeMap::new()),
         hook_failures: std::sync::Mutex::new(Vec::new()),
         standalone_ports,
+        new_key: opts.overrides.new_key,
+        interrupt: opts.interrupt,
+        server_override: opts.server_override.is_some(),
         stop: opts.stop.clone(),
         clock: opts.clock.clone(),
         events: opts.events.clone(),
@@ -187,6 +201,14 @@ async fn renew_job(
             }
             if let Some(c) = reload_for(shared, &l) {
                 shared.reloads.lock().await.insert(c.service.clone(), c);
+            }
+            // certbot's installer (nginx, apache): reload so the new certificate is served.
+            match crate::authenticator::http::installer_reload(&l.lineage.conf) {
+                Ok(Some(c)) => {
+                    shared.reloads.lock().await.insert(c.service.clone(), c);
+                }
+                Ok(None) => {}
+                Err(e) => shared.hook_failures.lock().unwrap().push(format!("{name}: {e}")),
             }
             shared.events.event(&Event::Renewed {
                 name: &name,

@@ -81,7 +81,7 @@ fn load_one(
     name: &str,
     opts: &PassOptions,
 ) -> Result<Loaded, String> {
-    let lineage = store.load_lineage(name).map_err(|e| e.to_string())?;
+    let mut lineage = store.load_lineage(name).map_err(|e| e.to_string())?;
     // Version agreement only (no syscalls); reading the certificate below proves its link,
     // and a renewal writes a fresh set anyway.
     if lineage.version().is_none() {
@@ -107,6 +107,9 @@ fn load_one(
     if let Some(why) = key_mismatch(&lineage, &info) {
         facts = facts.with_mismatch(why);
     }
+    // After the mismatch check: `renew --key-type rsa` changes the next key, as in certbot; it
+    // does not make every lineage due.
+    opts.overrides.apply(&mut lineage.conf);
     let server = opts
         .server_override
         .clone()

@@ -9,7 +9,7 @@ use super::certificates::{cert_from_row, cert_id};
 use super::error::Context;
 use super::hosts::host_id;
 use super::model::{enum_from_str, enum_to_str};
-use super::{Csr, DbError, FleetDb};
+use super::{Csr, DbError, FleetDb, execute_one};
 use crate::proto::{Assignment, HostInstallView, InstallReport, UnixTime};
 
 /// Assigns inside a transaction; `true` if it was not assigned before.
@@ -38,16 +38,10 @@ pub(crate) async fn mark_csr_used_in<'e>(
     id: i64,
     serial: &str,
 ) -> Result<(), DbError> {
-    let done = sqlx::query("UPDATE csrs SET used_by_serial = $2 WHERE id = $1")
+    let q = sqlx::query("UPDATE csrs SET used_by_serial = $2 WHERE id = $1")
         .bind(id)
-        .bind(serial)
-        .execute(e)
-        .await
-        .ctx(|| format!("marking CSR {id} used"))?;
-    if done.rows_affected() == 0 {
-        return Err(DbError::not_found("CSR", &id.to_string()));
-    }
-    Ok(())
+        .bind(serial);
+    execute_one(e, q, || format!("marking CSR {id} used"), "CSR", &id.to_string()).await
 }
 
 fn csr_from_row(row: &AnyRow) -> Result<Csr, sqlx::Error> {
@@ -70,7 +64,11 @@ async fn ids(conn: &mut AnyConnection, cert: &str, host: &str) -> Result<(i64, i
 impl FleetDb {
     /// Assigns a certificate to a host; `true` if it was not assigned before.
     pub async fn assign(&self, cert: &str, host: &str, now: UnixTime) -> Result<bool, DbError> {
-        let mut conn = self.pool.acquire().await.ctx(|| format!("assigning {cert:?} to {host:?}"))?;
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .ctx(|| format!("assigning {cert:?} to {host:?}"))?;
         let cert_id = cert_id(&mut *conn, cert).await?;
         assign_in(&mut conn, cert_id, cert, host, now).await
     }

@@ -2,14 +2,15 @@
 
 use std::collections::HashMap;
 
-use sqlx::any::AnyRow;
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::query::Query;
 use sqlx::{Any, Row};
 
 use super::error::Context;
 use super::model::{enum_from_str, enum_to_str, json_from_str, json_to_string};
 use super::{
     Ari, Backend, Certificate, CertificateSettings, Commit, DbError, Failure, FleetDb, IssuedCert, Lease,
-    NewEvent, ServerKeys,
+    NewEvent, ServerKeys, execute_one,
 };
 use crate::proto::{CertificateDetail, CertificateView, UnixTime};
 
@@ -89,7 +90,10 @@ fn certs_from_rows(rows: &[AnyRow]) -> Result<Vec<Certificate>, DbError> {
 }
 
 /// `SELECT id FROM certificates WHERE name = $1`, or [`DbError::NotFound`].
-pub(crate) async fn cert_id<'e>(e: impl sqlx::Executor<'e, Database = Any>, name: &str) -> Result<i64, DbError> {
+pub(crate) async fn cert_id<'e>(
+    e: impl sqlx::Executor<'e, Database = Any>,
+    name: &str,
+) -> Result<i64, DbError> {
     sqlx::query_scalar::<_, i64>("SELECT id FROM certificates WHERE name = $1")
         .bind(name)
         .fetch_optional(e)
@@ -98,8 +102,33 @@ pub(crate) async fn cert_id<'e>(e: impl sqlx::Executor<'e, Database = Any>, name
         .ok_or_else(|| DbError::not_found("certificate", name))
 }
 
+/// `due_certificates`: `$1` now, `$2` limit.
+const DUE_SQL: &str = concat!(
+    "SELECT ",
+    cert_columns!(),
+    " FROM certificates WHERE ",
+    due_where!(),
+    " ORDER BY next_attempt, id LIMIT $2"
+);
+
 fn settings_conflict(name: &str) -> String {
     format!("a certificate named {name:?} already exists")
+}
+
+/// Binds `$2`..`$9`: identifiers, comment, key_type, challenge, custody, acme_server,
+/// acme_account, profile.
+fn bind_settings<'q>(
+    q: Query<'q, Any, AnyArguments>,
+    s: &'q CertificateSettings,
+) -> Query<'q, Any, AnyArguments> {
+    q.bind(json_to_string(&s.identifiers))
+        .bind(s.comment.as_deref())
+        .bind(s.key_type.as_str())
+        .bind(json_to_string(&s.challenge))
+        .bind(enum_to_str(&s.custody))
+        .bind(s.acme_server.as_deref())
+        .bind(s.acme_account.as_deref())
+        .bind(s.profile.as_deref())
 }
 
 impl FleetDb {
@@ -114,25 +143,18 @@ impl FleetDb {
     ) -> Result<Certificate, DbError> {
         let op = || format!("adding certificate {name:?}");
         let mut tx = self.begin(op).await?;
-        let row = sqlx::query(concat!(
+        let q = sqlx::query(concat!(
             "INSERT INTO certificates (name, identifiers, enabled, comment, key_type, challenge, custody, \
              acme_server, acme_account, profile, created_at, next_attempt, next_attempt_reason) \
              VALUES ($1, $2, 1, $3, $4, $5, $6, $7, $8, $9, $10, $10, 'new certificate') RETURNING ",
             cert_columns!()
         ))
-        .bind(name)
-        .bind(json_to_string(&settings.identifiers))
-        .bind(settings.comment.as_deref())
-        .bind(settings.key_type.as_str())
-        .bind(json_to_string(&settings.challenge))
-        .bind(enum_to_str(&settings.custody))
-        .bind(settings.acme_server.as_deref())
-        .bind(settings.acme_account.as_deref())
-        .bind(settings.profile.as_deref())
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await
-        .ctx_unique(op, || settings_conflict(name))?;
+        .bind(name);
+        let row = bind_settings(q, settings)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await
+            .ctx_unique(op, || settings_conflict(name))?;
         let cert = cert_from_row(&row)?;
         for host in hosts {
             super::assignments::assign_in(&mut tx, cert.id, name, host, now).await?;
@@ -148,53 +170,57 @@ impl FleetDb {
     }
 
     pub async fn find_certificate(&self, name: &str) -> Result<Option<Certificate>, DbError> {
-        let row = sqlx::query(concat!("SELECT ", cert_columns!(), " FROM certificates WHERE name = $1"))
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await
-            .ctx(|| format!("reading certificate {name:?}"))?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            cert_columns!(),
+            " FROM certificates WHERE name = $1"
+        ))
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await
+        .ctx(|| format!("reading certificate {name:?}"))?;
         row.as_ref().map(cert_from_row).transpose()
     }
 
     /// Every certificate, by name.
     pub async fn list_certificates(&self) -> Result<Vec<Certificate>, DbError> {
-        let rows = sqlx::query(concat!("SELECT ", cert_columns!(), " FROM certificates ORDER BY name"))
-            .fetch_all(&self.pool)
-            .await
-            .ctx(|| "listing certificates".to_owned())?;
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            cert_columns!(),
+            " FROM certificates ORDER BY name"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .ctx(|| "listing certificates".to_owned())?;
         certs_from_rows(&rows)
     }
 
     /// Replaces a certificate's settings (takes effect at its next renewal).
-    pub async fn update_certificate(&self, name: &str, s: &CertificateSettings) -> Result<Certificate, DbError> {
+    pub async fn update_certificate(
+        &self,
+        name: &str,
+        s: &CertificateSettings,
+    ) -> Result<Certificate, DbError> {
         let q = sqlx::query(concat!(
             "UPDATE certificates SET identifiers = $2, comment = $3, key_type = $4, challenge = $5, \
              custody = $6, acme_server = $7, acme_account = $8, profile = $9 WHERE name = $1 RETURNING ",
             cert_columns!()
         ))
-        .bind(name)
-        .bind(json_to_string(&s.identifiers))
-        .bind(s.comment.as_deref())
-        .bind(s.key_type.as_str())
-        .bind(json_to_string(&s.challenge))
-        .bind(enum_to_str(&s.custody))
-        .bind(s.acme_server.as_deref())
-        .bind(s.acme_account.as_deref())
-        .bind(s.profile.as_deref());
-        self.update_returning(q, name, "updating").await
+        .bind(name);
+        self.update_returning(bind_settings(q, s), name, "updating").await
     }
 
     /// Deletes a certificate with its assignments, CSRs and install reports (its events stay).
     pub async fn delete_certificate(&self, name: &str) -> Result<(), DbError> {
-        let done = sqlx::query("DELETE FROM certificates WHERE name = $1")
-            .bind(name)
-            .execute(&self.pool)
-            .await
-            .ctx(|| format!("deleting certificate {name:?}"))?;
-        if done.rows_affected() == 0 {
-            return Err(DbError::not_found("certificate", name));
-        }
-        Ok(())
+        let q = sqlx::query("DELETE FROM certificates WHERE name = $1").bind(name);
+        execute_one(
+            &self.pool,
+            q,
+            || format!("deleting certificate {name:?}"),
+            "certificate",
+            name,
+        )
+        .await
     }
 
     pub async fn set_enabled(&self, name: &str, enabled: bool) -> Result<Certificate, DbError> {
@@ -233,12 +259,13 @@ impl FleetDb {
         .bind(ari.map(|a| a.end))
         .bind(ari.map(|a| a.next_poll))
         .bind(ari.and_then(|a| a.explanation_url.as_deref()));
-        self.update_returning(q, name, "storing the renewal window of").await
+        self.update_returning(q, name, "storing the renewal window of")
+            .await
     }
 
     async fn update_returning(
         &self,
-        q: sqlx::query::Query<'_, Any, sqlx::any::AnyArguments>,
+        q: Query<'_, Any, AnyArguments>,
         name: &str,
         verb: &str,
     ) -> Result<Certificate, DbError> {
@@ -253,18 +280,12 @@ impl FleetDb {
     /// Up to `limit` certificates due at `now` (see `due_where!`), earliest first. Read only:
     /// take each with [`FleetDb::claim_lease`], or use [`FleetDb::claim_due`].
     pub async fn due_certificates(&self, now: UnixTime, limit: u32) -> Result<Vec<Certificate>, DbError> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            cert_columns!(),
-            " FROM certificates WHERE ",
-            due_where!(),
-            " ORDER BY next_attempt, id LIMIT $2"
-        ))
-        .bind(now)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .ctx(|| "listing due certificates".to_owned())?;
+        let rows = sqlx::query(DUE_SQL)
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .ctx(|| "listing due certificates".to_owned())?;
         certs_from_rows(&rows)
     }
 
@@ -311,7 +332,13 @@ impl FleetDb {
 
     /// Takes the renewal lease of one certificate for `owner` until `until`: true if taken (free,
     /// expired, or already `owner`'s), false if another node holds a live lease. Atomic.
-    pub async fn claim_lease(&self, name: &str, owner: &str, now: UnixTime, until: UnixTime) -> Result<bool, DbError> {
+    pub async fn claim_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        now: UnixTime,
+        until: UnixTime,
+    ) -> Result<bool, DbError> {
         let done = sqlx::query(
             "UPDATE certificates SET lease_owner = $2, lease_until = $4 \
              WHERE name = $1 AND (lease_until IS NULL OR lease_until <= $3 OR lease_owner = $2)",
@@ -327,7 +354,13 @@ impl FleetDb {
     }
 
     /// Extends `owner`'s live lease to `until`; false if it expired or another node holds it.
-    pub async fn extend_lease(&self, name: &str, owner: &str, now: UnixTime, until: UnixTime) -> Result<bool, DbError> {
+    pub async fn extend_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        now: UnixTime,
+        until: UnixTime,
+    ) -> Result<bool, DbError> {
         let done = sqlx::query(
             "UPDATE certificates SET lease_until = $4 WHERE name = $1 AND lease_owner = $2 AND lease_until > $3",
         )
@@ -471,10 +504,11 @@ impl FleetDb {
         name: &str,
         owner: Option<&str>,
     ) -> DbError {
-        let holder = sqlx::query_scalar::<_, Option<String>>("SELECT lease_owner FROM certificates WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&mut **tx)
-            .await;
+        let holder =
+            sqlx::query_scalar::<_, Option<String>>("SELECT lease_owner FROM certificates WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&mut **tx)
+                .await;
         match holder {
             Ok(None) => DbError::not_found("certificate", name),
             Ok(Some(holder)) => DbError::LeaseLost {
@@ -545,4 +579,62 @@ pub(crate) fn rfc3339(t: UnixTime) -> String {
         .ok()
         .and_then(|d| d.format(&time::format_description::well_known::Rfc3339).ok())
         .unwrap_or_else(|| t.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::Row;
+
+    use super::{DUE_SQL, FleetDb};
+
+    /// The query plan of `due_certificates` on `db`, one line per step.
+    async fn due_plan(db: &FleetDb, explain: &'static str) -> String {
+        let mut conn = db.pool.acquire().await.unwrap();
+        if db.backend == super::Backend::Postgres {
+            // On an empty table a sequential scan is cheapest; ask whether the index can serve.
+            sqlx::query("SET enable_seqscan = off")
+                .execute(&mut *conn)
+                .await
+                .unwrap();
+        }
+        let sql = format!("{explain} {DUE_SQL}");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(1_i64)
+            .bind(10_i64)
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
+        let col = if explain == "EXPLAIN" { 0 } else { 3 };
+        rows.iter()
+            .map(|r| r.try_get::<String, _>(col).unwrap())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[tokio::test]
+    async fn due_query_uses_its_index_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = FleetDb::open(dir.path().to_str().unwrap()).await.unwrap();
+        let plan = due_plan(&db, "EXPLAIN QUERY PLAN").await;
+        assert!(plan.contains("USING INDEX certificates_due"), "{plan}");
+        assert!(
+            !plan.contains("TEMP B-TREE"),
+            "sorts instead of reading in index order:\n{plan}"
+        );
+    }
+
+    #[tokio::test]
+    async fn due_query_uses_its_index_on_postgres() {
+        let pg = tokio::task::spawn_blocking(certfleet_testkit::PgDatabase::create)
+            .await
+            .unwrap()
+            .unwrap();
+        let db = FleetDb::open(pg.url()).await.unwrap();
+        let plan = due_plan(&db, "EXPLAIN").await;
+        assert!(plan.contains("certificates_due"), "{plan}");
+        assert!(
+            !plan.contains("Sort"),
+            "sorts instead of reading in index order:\n{plan}"
+        );
+    }
 }

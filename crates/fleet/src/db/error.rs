@@ -89,7 +89,8 @@ impl DbError {
 pub(crate) trait Context<T> {
     fn ctx(self, op: impl FnOnce() -> String) -> Result<T, DbError>;
     /// As [`Context::ctx`], but a unique violation becomes [`DbError::Conflict`] with `conflict`.
-    fn ctx_unique(self, op: impl FnOnce() -> String, conflict: impl FnOnce() -> String) -> Result<T, DbError>;
+    fn ctx_unique(self, op: impl FnOnce() -> String, conflict: impl FnOnce() -> String)
+    -> Result<T, DbError>;
 }
 
 impl<T> Context<T> for Result<T, sqlx::Error> {
@@ -97,7 +98,11 @@ impl<T> Context<T> for Result<T, sqlx::Error> {
         self.map_err(|source| DbError::Sql { op: op(), source })
     }
 
-    fn ctx_unique(self, op: impl FnOnce() -> String, conflict: impl FnOnce() -> String) -> Result<T, DbError> {
+    fn ctx_unique(
+        self,
+        op: impl FnOnce() -> String,
+        conflict: impl FnOnce() -> String,
+    ) -> Result<T, DbError> {
         self.map_err(|source| match &source {
             sqlx::Error::Database(e) if e.kind() == sqlx::error::ErrorKind::UniqueViolation => {
                 DbError::Conflict(conflict())

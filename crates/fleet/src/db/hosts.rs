@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row};
 
 use super::error::Context;
-use super::{DbError, FleetDb, Host, HostCredential, TokenRejected};
+use super::{DbError, FleetDb, Host, HostCredential, TokenRejected, execute_one};
 use crate::proto::{HostView, UnixTime};
 
 fn host_from_row(row: &AnyRow) -> Result<Host, sqlx::Error> {
@@ -24,7 +24,10 @@ fn host_from_row(row: &AnyRow) -> Result<Host, sqlx::Error> {
 }
 
 /// `SELECT id FROM hosts WHERE name = $1`, or [`DbError::NotFound`].
-pub(crate) async fn host_id<'e>(e: impl sqlx::Executor<'e, Database = Any>, name: &str) -> Result<i64, DbError> {
+pub(crate) async fn host_id<'e>(
+    e: impl sqlx::Executor<'e, Database = Any>,
+    name: &str,
+) -> Result<i64, DbError> {
     sqlx::query_scalar::<_, i64>("SELECT id FROM hosts WHERE name = $1")
         .bind(name)
         .fetch_optional(e)
@@ -76,10 +79,7 @@ impl FleetDb {
         q: sqlx::query::Query<'_, Any, sqlx::any::AnyArguments>,
         op: impl Fn() -> String,
     ) -> Result<Option<Host>, DbError> {
-        let row = q
-        .fetch_optional(&self.pool)
-        .await
-        .ctx(&op)?;
+        let row = q.fetch_optional(&self.pool).await.ctx(&op)?;
         row.as_ref().map(host_from_row).transpose().ctx(op)
     }
 
@@ -87,9 +87,9 @@ impl FleetDb {
     pub async fn list_hosts(&self) -> Result<Vec<Host>, DbError> {
         let op = || "listing hosts".to_owned();
         let rows = sqlx::query(concat!("SELECT ", host_columns!(), " FROM hosts ORDER BY name"))
-        .fetch_all(&self.pool)
-        .await
-        .ctx(op)?;
+            .fetch_all(&self.pool)
+            .await
+            .ctx(op)?;
         rows.iter().map(host_from_row).collect::<Result<_, _>>().ctx(op)
     }
 
@@ -112,15 +112,8 @@ impl FleetDb {
 
     /// Deletes a host with its tokens, assignments, CSRs and install reports (its events stay).
     pub async fn delete_host(&self, name: &str) -> Result<(), DbError> {
-        let done = sqlx::query("DELETE FROM hosts WHERE name = $1")
-            .bind(name)
-            .execute(&self.pool)
-            .await
-            .ctx(|| format!("deleting host {name:?}"))?;
-        if done.rows_affected() == 0 {
-            return Err(DbError::not_found("host", name));
-        }
-        Ok(())
+        let q = sqlx::query("DELETE FROM hosts WHERE name = $1").bind(name);
+        execute_one(&self.pool, q, || format!("deleting host {name:?}"), "host", name).await
     }
 
     /// Records the client certificate a host got at enrollment (replacing an earlier one: the
@@ -153,17 +146,11 @@ impl FleetDb {
 
     /// Notes that a host called in, with the agent version it runs.
     pub async fn touch_host(&self, name: &str, now: UnixTime, agent_version: &str) -> Result<(), DbError> {
-        let done = sqlx::query("UPDATE hosts SET last_seen = $2, agent_version = $3 WHERE name = $1")
+        let q = sqlx::query("UPDATE hosts SET last_seen = $2, agent_version = $3 WHERE name = $1")
             .bind(name)
             .bind(now)
-            .bind(agent_version)
-            .execute(&self.pool)
-            .await
-            .ctx(|| format!("updating host {name:?}"))?;
-        if done.rows_affected() == 0 {
-            return Err(DbError::not_found("host", name));
-        }
-        Ok(())
+            .bind(agent_version);
+        execute_one(&self.pool, q, || format!("updating host {name:?}"), "host", name).await
     }
 
     /// Stores a new one-time enrollment token (its SHA-256, see [`crate::token::hash_secret`])
@@ -194,7 +181,11 @@ impl FleetDb {
     /// Uses up an enrollment token and returns its host's name. One statement marks it used only
     /// if it is unused and unexpired, so of concurrent callers exactly one succeeds; the others
     /// get [`TokenRejected::Used`].
-    pub async fn consume_enrollment_token(&self, secret_hash: &str, now: UnixTime) -> Result<String, DbError> {
+    pub async fn consume_enrollment_token(
+        &self,
+        secret_hash: &str,
+        now: UnixTime,
+    ) -> Result<String, DbError> {
         let op = || "using an enrollment token".to_owned();
         let used = sqlx::query_scalar::<_, i64>(
             "UPDATE enrollment_tokens SET used_at = $2 \

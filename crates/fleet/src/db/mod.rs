@@ -12,7 +12,7 @@
 //! Every method takes the current time from the caller, so the renewal logic is tested without
 //! sleeping.
 
-/// Every column of `certificates` but the key blobs, as [`cert_from_row`] reads them.
+/// Every column of `certificates` but the key blobs, as `certificates::cert_from_row` reads them.
 macro_rules! cert_columns {
     () => {
         "id, name, identifiers, enabled, comment, key_type, challenge, custody, acme_server, \
@@ -52,12 +52,12 @@ use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
-use sqlx::{Any, AnyPool, Transaction};
+use sqlx::{Any, AnyPool, ConnectOptions, Connection, Transaction};
 
 pub use error::{DbError, TokenRejected};
 pub use model::{
-    Account, Ari, Certificate, CertificateSettings, Challenge, Commit, Csr, Event, Failure, Host, HostCredential,
-    IssuedCert, Lease, NewEvent, ServerKeys,
+    Account, Ari, Certificate, CertificateSettings, Challenge, Commit, Csr, Event, Failure, Host,
+    HostCredential, IssuedCert, Lease, NewEvent, ServerKeys,
 };
 
 use error::Context;
@@ -117,16 +117,8 @@ impl FleetDb {
             target: target.clone(),
             detail: format!("not a valid URL: {e}"),
         })?;
-        let pool = AnyPoolOptions::new()
-            .max_connections(POSTGRES_CONNECTIONS)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options)
-            .await
-            .map_err(|source| DbError::Connect {
-                target: target.clone(),
-                source,
-            })?;
-        Self::migrate(pool, Backend::Postgres, target).await
+        let pool = AnyPoolOptions::new().max_connections(POSTGRES_CONNECTIONS);
+        Self::connect(pool, options, Backend::Postgres, target).await
     }
 
     async fn open_sqlite(path: &Path) -> Result<FleetDb, DbError> {
@@ -142,7 +134,6 @@ impl FleetDb {
         })?;
         let pool = AnyPoolOptions::new()
             .max_connections(SQLITE_CONNECTIONS)
-            .acquire_timeout(Duration::from_secs(30))
             .after_connect(|conn, _| {
                 Box::pin(async move {
                     // busy_timeout first: switching to WAL needs a moment of exclusive access.
@@ -154,14 +145,30 @@ impl FleetDb {
                     .await?;
                     Ok(())
                 })
-            })
+            });
+        Self::connect(pool, options, Backend::Sqlite, target).await
+    }
+
+    /// Connects once first, so a wrong URL or a server that is down fails at once (the pool
+    /// would retry until its acquire timeout), then opens the pool and migrates.
+    async fn connect(
+        pool: AnyPoolOptions,
+        options: AnyConnectOptions,
+        backend: Backend,
+        target: String,
+    ) -> Result<FleetDb, DbError> {
+        let fail = |source| DbError::Connect {
+            target: target.clone(),
+            source,
+        };
+        let probe = options.connect().await.map_err(fail)?;
+        let _ = probe.close().await;
+        let pool = pool
+            .acquire_timeout(Duration::from_secs(30))
             .connect_with(options)
             .await
-            .map_err(|source| DbError::Connect {
-                target: target.clone(),
-                source,
-            })?;
-        Self::migrate(pool, Backend::Sqlite, target).await
+            .map_err(fail)?;
+        Self::migrate(pool, backend, target).await
     }
 
     async fn migrate(pool: AnyPool, backend: Backend, target: String) -> Result<FleetDb, DbError> {
@@ -173,7 +180,11 @@ impl FleetDb {
             target: target.clone(),
             source,
         })?;
-        Ok(FleetDb { pool, backend, target })
+        Ok(FleetDb {
+            pool,
+            backend,
+            target,
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -200,6 +211,21 @@ impl FleetDb {
         }
         .ctx(op)
     }
+}
+
+/// Runs a statement that must affect a row; none is [`DbError::NotFound`] (`what` `name`).
+pub(crate) async fn execute_one<'e>(
+    e: impl sqlx::Executor<'e, Database = Any>,
+    q: sqlx::query::Query<'_, Any, sqlx::any::AnyArguments>,
+    op: impl FnOnce() -> String,
+    what: &'static str,
+    name: &str,
+) -> Result<(), DbError> {
+    let done = q.execute(e).await.ctx(op)?;
+    if done.rows_affected() == 0 {
+        return Err(DbError::not_found(what, name));
+    }
+    Ok(())
 }
 
 /// Creates the SQLite file with mode 0600 before SQLite does (it would use 0644), and tightens
@@ -260,8 +286,14 @@ mod tests {
 
     #[test]
     fn paths_are_percent_encoded_for_sqlx() {
-        assert_eq!(percent_encode_path(Path::new("/var/lib/cf/fleet.db")), "/var/lib/cf/fleet.db");
-        assert_eq!(percent_encode_path(Path::new("/tmp/a b?#%.db")), "/tmp/a%20b%3F%23%25.db");
+        assert_eq!(
+            percent_encode_path(Path::new("/var/lib/cf/fleet.db")),
+            "/var/lib/cf/fleet.db"
+        );
+        assert_eq!(
+            percent_encode_path(Path::new("/tmp/a b?#%.db")),
+            "/tmp/a%20b%3F%23%25.db"
+        );
     }
 
     #[test]

@@ -308,11 +308,20 @@ pub(crate) fn enum_to_str<T: Serialize>(v: &T) -> String {
     }
 }
 
-pub(crate) fn enum_from_str<T: DeserializeOwned>(s: &str, what: &'static str, name: &str) -> Result<T, DbError> {
-    serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|e| DbError::corrupt(what, name, e))
+pub(crate) fn enum_from_str<T: DeserializeOwned>(
+    s: &str,
+    what: &'static str,
+    name: &str,
+) -> Result<T, DbError> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned()))
+        .map_err(|e| DbError::corrupt(what, name, e))
 }
 
-pub(crate) fn json_from_str<T: DeserializeOwned>(s: &str, what: &'static str, name: &str) -> Result<T, DbError> {
+pub(crate) fn json_from_str<T: DeserializeOwned>(
+    s: &str,
+    what: &'static str,
+    name: &str,
+) -> Result<T, DbError> {
     serde_json::from_str(s).map_err(|e| DbError::corrupt(what, name, e))
 }
 

@@ -9,7 +9,10 @@ use super::{Account, Challenge, DbError, Event, FleetDb, NewEvent};
 use crate::proto::UnixTime;
 
 /// Appends an event (also inside a transaction); returns its id, which orders the log.
-pub(crate) async fn insert_event<'e>(e: impl sqlx::Executor<'e, Database = Any>, ev: &NewEvent<'_>) -> Result<i64, DbError> {
+pub(crate) async fn insert_event<'e>(
+    e: impl sqlx::Executor<'e, Database = Any>,
+    ev: &NewEvent<'_>,
+) -> Result<i64, DbError> {
     sqlx::query_scalar(
         "INSERT INTO events (at, certificate, host, kind, actor, detail) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
     )

@@ -44,7 +44,9 @@ impl CredentialsFile {
         Self::parse(path, &text)
     }
 
-    fn parse(path: &Path, text: &str) -> Result<Self, DnsError> {
+    /// Parse the text of `path` (no permission check: see [`CredentialsFile::load`]).
+    #[doc(hidden)]
+    pub fn parse(path: &Path, text: &str) -> Result<Self, DnsError> {
         let mut values = HashMap::new();
         for (i, raw) in text.lines().enumerate() {
             let line = raw.trim();

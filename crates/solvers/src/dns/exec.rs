@@ -14,11 +14,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::{DnsError, DnsProvider, TxtRecord};
+use crate::manual_hooks::Env;
 
 const NAME: &str = "manual-hooks";
-
-/// Environment variables of one hook run.
-type Env = Vec<(String, String)>;
 
 /// Runs user hooks through `sh -c`, as certbot does.
 #[derive(Debug)]
@@ -39,20 +37,8 @@ impl ExecHooks {
     }
 
     fn env_for(records: &[TxtRecord], i: usize) -> Env {
-        let all = records
-            .iter()
-            .map(|r| r.domain.as_str())
-            .collect::<Vec<_>>()
-            .join(",");
-        vec![
-            ("CERTBOT_DOMAIN".into(), records[i].domain.clone()),
-            ("CERTBOT_VALIDATION".into(), records[i].value.clone()),
-            ("CERTBOT_ALL_DOMAINS".into(), all),
-            (
-                "CERTBOT_REMAINING_CHALLENGES".into(),
-                (records.len() - i - 1).to_string(),
-            ),
-        ]
+        let domains: Vec<&str> = records.iter().map(|r| r.domain.as_str()).collect();
+        crate::manual_hooks::certbot_env(&domains, i, &records[i].value, None)
     }
 
     fn remember(&self, r: &TxtRecord, env: Env) {
@@ -77,39 +63,12 @@ async fn run_hook(
     domain: &str,
     env: &[(String, String)],
 ) -> Result<String, DnsError> {
-    let out = tokio::process::Command::new("sh")
-        .arg("-c")
-        .arg(hook)
-        .env_remove("CERTBOT_TOKEN")
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(std::process::Stdio::null())
-        .output()
+    crate::manual_hooks::run(which, hook, domain, env)
         .await
-        .map_err(|e| DnsError::io(format!("running --manual-{which}-hook for {domain}"), e))?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let tail: Vec<&str> = stderr
-            .lines()
-            .rev()
-            .take(5)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
-        return Err(DnsError::provider(
-            NAME,
-            format!(
-                "--manual-{which}-hook for {domain} failed ({}): {}",
-                out.status,
-                if tail.is_empty() {
-                    "no error output".into()
-                } else {
-                    tail.join(" | ")
-                }
-            ),
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .map_err(|e| match e {
+            crate::manual_hooks::HookError::Spawn { context, source } => DnsError::io(context, source),
+            crate::manual_hooks::HookError::Failed(why) => DnsError::provider(NAME, why),
+        })
 }
 
 #[async_trait::async_trait]

@@ -37,6 +37,8 @@ pub use provider::{DnsProvider, TxtRecord};
 pub use registry::{PROVIDERS, Registration};
 pub use solver::{Dns01Config, Dns01Solver, ProviderConfig, txt_value};
 pub use wire::TsigAlgorithm;
+#[doc(hidden)]
+pub use wire::parse_response;
 
 use std::path::PathBuf;
 

@@ -235,27 +235,49 @@ pub(crate) async fn exchange(
     } else {
         tcp_exchange(server, &bytes, id, timeout).await.map_err(err)?
     };
-    let mut resp = Message::from_vec(&raw).map_err(|e| err(format!("malformed response: {e}")))?;
+    let resp = Message::from_vec(&raw).map_err(|e| err(format!("malformed response: {e}")))?;
     if resp.metadata.truncation {
         raw = tcp_exchange(server, &bytes, id, timeout).await.map_err(err)?;
-        resp = Message::from_vec(&raw).map_err(|e| err(format!("malformed response: {e}")))?;
     }
-    if let (Some(k), Some(mac)) = (tsig, request_mac) {
+    let signed = tsig.zip(request_mac.as_deref());
+    check_response(&raw, signed, now_secs()).map_err(err)
+}
+
+/// Parse a response and, when the request was signed with key `.0` giving MAC `.1`, check the
+/// response's TSIG at time `now`.
+fn check_response(raw: &[u8], signed: Option<(&TsigKey, &[u8])>, now: u64) -> Result<Message, String> {
+    let resp = Message::from_vec(raw).map_err(|e| format!("malformed response: {e}"))?;
+    if let Some((k, mac)) = signed {
         // A server that does not accept the key answers unsigned with NOTAUTH and a TSIG error.
         if let Some(sig) = resp.signature()
             && let Some(e) = sig.data.error
         {
-            return Err(err(tsig_error_text(e, &k.name.to_ascii())));
+            return Err(tsig_error_text(e, &k.name.to_ascii()));
         }
         if resp.metadata.response_code == ResponseCode::NotAuth && resp.signature().is_none() {
-            return Err(err(format!(
+            return Err(format!(
                 "the server rejected TSIG key {} (NOTAUTH): check the key name, secret and algorithm",
                 k.name.to_ascii()
-            )));
+            ));
         }
-        k.verify(&raw, &mac, now_secs()).map_err(err)?;
+        k.verify(raw, mac, now)?;
     }
     Ok(resp)
+}
+
+/// [`check_response`] for a response to a request signed with TSIG key `name`/`algorithm`/
+/// `secret` (base64) whose MAC was `request_mac`, or unsigned when `key` is `None`.
+#[doc(hidden)]
+pub fn parse_response(
+    raw: &[u8],
+    key: Option<(&str, TsigAlgorithm, &Secret)>,
+    request_mac: &[u8],
+    now: u64,
+) -> Result<Message, String> {
+    let key = key
+        .map(|(name, alg, secret)| TsigKey::new(name, alg, secret))
+        .transpose()?;
+    check_response(raw, key.as_ref().map(|k| (k, request_mac)), now)
 }
 
 /// One UDP request with up to 3 tries (each `timeout / 3`, at least 300 ms).
