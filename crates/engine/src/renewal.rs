@@ -91,6 +91,10 @@ pub enum Outcome {
         retry_at: OffsetDateTime,
         last_error: String,
     },
+    /// Renewed only when forced (`autorenew = False`).
+    Disabled {
+        reason: String,
+    },
     Failed {
         error: String,
         next_attempt: Option<OffsetDateTime>,
@@ -143,6 +147,9 @@ fn waiting(d: &Decision) -> Option<Outcome> {
         Decision::InBackoff { retry_at, last_error } => Some(Outcome::InBackoff {
             retry_at: *retry_at,
             last_error: last_error.clone(),
+        }),
+        Decision::Disabled { reason } => Some(Outcome::Disabled {
+            reason: reason.clone(),
         }),
         Decision::RenewNow { .. } => None,
     }

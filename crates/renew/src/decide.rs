@@ -163,6 +163,8 @@ pub enum Decision {
         retry_at: OffsetDateTime,
         last_error: String,
     },
+    /// Never renewed without an explicit force (certbot's `autorenew = False`): no due time.
+    Disabled { reason: String },
 }
 
 impl Decision {
@@ -170,12 +172,14 @@ impl Decision {
         matches!(self, Decision::RenewNow { .. })
     }
 
-    /// When a scheduler should look at this lineage again (`now` if it is due now).
-    pub fn wake_at(&self, now: OffsetDateTime) -> OffsetDateTime {
+    /// When a scheduler should look at this lineage again (`now` if it is due now; never for a
+    /// lineage that only a forced renewal renews).
+    pub fn wake_at(&self, now: OffsetDateTime) -> Option<OffsetDateTime> {
         match self {
-            Decision::RenewNow { .. } => now,
-            Decision::NotYet { due_at, .. } => (*due_at).max(now),
-            Decision::InBackoff { retry_at, .. } => (*retry_at).max(now),
+            Decision::RenewNow { .. } => Some(now),
+            Decision::NotYet { due_at, .. } => Some((*due_at).max(now)),
+            Decision::InBackoff { retry_at, .. } => Some((*retry_at).max(now)),
+            Decision::Disabled { .. } => None,
         }
     }
 }
@@ -194,6 +198,7 @@ impl std::fmt::Display for Decision {
                     ts::format(*retry_at)
                 )
             }
+            Decision::Disabled { reason } => write!(f, "not renewed automatically: {reason}"),
         }
     }
 }
@@ -209,8 +214,7 @@ pub const MAX_JITTER: Duration = Duration::hours(12);
 pub fn decide(input: &RenewalInput<'_>, clock: &dyn Clock) -> Result<Decision, IntervalError> {
     // certbot's `autorenew = False`: nothing but an explicit force renews it.
     if !input.autorenew && !input.force {
-        return Ok(Decision::NotYet {
-            due_at: input.cert.not_after,
+        return Ok(Decision::Disabled {
             reason: "autorenew = False in its renewal conf (use --force-renewal)".into(),
         });
     }
@@ -368,7 +372,7 @@ pub fn next_wakeup<'a>(
 ) -> Option<OffsetDateTime> {
     lineages
         .into_iter()
-        .flat_map(|(d, s)| [Some(d.wake_at(now)), s.and_then(|s| s.next_ari_poll())])
+        .flat_map(|(d, s)| [d.wake_at(now), s.and_then(|s| s.next_ari_poll())])
         .flatten()
         .map(|t| t.max(now))
         .min()

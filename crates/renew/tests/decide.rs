@@ -29,7 +29,9 @@ fn due_at(d: &Decision) -> OffsetDateTime {
 
 fn reason(d: &Decision) -> &str {
     match d {
-        Decision::RenewNow { reason } | Decision::NotYet { reason, .. } => reason,
+        Decision::RenewNow { reason } | Decision::NotYet { reason, .. } | Decision::Disabled { reason } => {
+            reason
+        }
         Decision::InBackoff { last_error, .. } => last_error,
     }
 }
@@ -511,8 +513,9 @@ fn autorenew_off_waits_for_force() {
         ..RenewalInput::new(&c)
     };
     let d = at(&off, T0 + Duration::days(91));
-    assert!(matches!(d, Decision::NotYet { .. }), "{d}");
+    assert!(matches!(d, Decision::Disabled { .. }), "{d}");
     assert!(reason(&d).contains("autorenew = False"), "{d}");
+    assert_eq!(d.wake_at(T0), None, "a daemon never wakes for it");
     let forced = RenewalInput { force: true, ..off };
     assert!(at(&forced, T0 + Duration::days(1)).is_renew_now());
 }

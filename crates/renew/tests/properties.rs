@@ -30,6 +30,7 @@ struct Case {
     renew_before: Option<&'static str>,
     state: Option<LineageState>,
     force: bool,
+    autorenew: bool,
     next_run: Option<OffsetDateTime>,
 }
 
@@ -41,6 +42,7 @@ impl Case {
             renew_before_expiry: self.renew_before,
             state: self.state.as_ref(),
             force: self.force,
+            autorenew: self.autorenew,
             next_run: self.next_run,
         };
         decide(&input, &FixedClock::new(now)).expect("only valid renew_before_expiry values are generated")
@@ -117,20 +119,24 @@ fn case() -> impl Strategy<Value = Case> {
         renew_before,
         state(),
         prop::bool::weighted(0.1),
+        prop::bool::weighted(0.9),
         prop::option::of(instant()),
     )
-        .prop_map(|(cert, ari, renew_before, state, force, next_run)| Case {
-            cert,
-            ari,
-            renew_before,
-            state,
-            force,
-            next_run,
-        })
+        .prop_map(
+            |(cert, ari, renew_before, state, force, autorenew, next_run)| Case {
+                cert,
+                ari,
+                renew_before,
+                state,
+                force,
+                autorenew,
+                next_run,
+            },
+        )
 }
 
 fn is_due(d: &Decision) -> bool {
-    !matches!(d, Decision::NotYet { .. })
+    !matches!(d, Decision::NotYet { .. } | Decision::Disabled { .. })
 }
 
 proptest! {
@@ -170,16 +176,24 @@ proptest! {
         match &d {
             Decision::NotYet { due_at, .. } => prop_assert!(*due_at > t),
             Decision::InBackoff { retry_at, .. } => prop_assert!(*retry_at > t),
-            Decision::RenewNow { .. } => {}
+            Decision::RenewNow { .. } | Decision::Disabled { .. } => {}
         }
-        prop_assert!(d.wake_at(t) >= t);
+        prop_assert!(d.wake_at(t).is_none_or(|w| w >= t));
         let wake = next_wakeup(t, [(&d, c.state.as_ref())]);
-        prop_assert!(wake.is_some_and(|w| w >= t));
+        prop_assert!(wake.is_none_or(|w| w >= t));
+        prop_assert!(wake.is_some() || !c.autorenew);
         if let Some(s) = &c.state
             && let Some(until) = s.backoff_until(t)
         {
             prop_assert!(until > t);
         }
+    }
+
+    /// certbot's `autorenew = False`: nothing but an explicit force renews, whatever the time.
+    #[test]
+    fn autorenew_off_is_never_due_unless_forced(c in case(), t in instant()) {
+        let c = Case { autorenew: false, force: false, ..c };
+        prop_assert!(!is_due(&c.at(t)), "{}", c.at(t));
     }
 
     /// The schedule: nothing without failures, then non-decreasing in consecutive failures,

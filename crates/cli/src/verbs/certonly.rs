@@ -251,7 +251,10 @@ fn is_due(lin: &Lineage, info: &certfleet_core::CertInfo, clock: &dyn Clock) -> 
     };
     let decision = certfleet_renew::decide(&input, clock)
         .map_err(|e| CliError::usage(format!("{}: {e}", lin.conf_path.display())))?;
-    Ok(!matches!(decision, Decision::NotYet { .. }))
+    Ok(!matches!(
+        decision,
+        Decision::NotYet { .. } | Decision::Disabled { .. }
+    ))
 }
 
 fn key_spec(a: &CertonlyArgs) -> Result<KeySpec> {

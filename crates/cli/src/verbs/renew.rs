@@ -210,6 +210,7 @@ fn write_summary(out: &mut impl Write, r: &PassReport, dry_run: bool) -> std::io
             Outcome::NotDue { due_at, reason } => {
                 ("not due", format!("due {} ({reason})", fmt_time(*due_at)), 1)
             }
+            Outcome::Disabled { reason } => ("not due", reason.clone(), 1),
             Outcome::InBackoff { retry_at, last_error } => (
                 "backoff",
                 format!("retry after {}: {last_error}", fmt_time(*retry_at)),
