@@ -383,9 +383,14 @@ impl RenewalLoop {
             issued_at: self.state.now(),
         };
         let facts = CertFacts::from_cert(info);
-        let next = decide(&RenewalInput::new(&facts), self.state.clock.as_ref())
-            .map(|d| (d.wake_at(self.state.clock.now()).unix_timestamp(), d.to_string()))
-            .unwrap_or((new.not_after - 30 * 86400, "fallback".into()));
+        // Without renew_before_expiry the rule cannot fail; the fallback only keeps a schedule.
+        let next = match decide(&RenewalInput::new(&facts), self.state.clock.as_ref()) {
+            Ok(d) => (
+                d.wake_at(self.state.clock.now()).unwrap_or(info.not_after).unix_timestamp(),
+                d.to_string(),
+            ),
+            Err(e) => (new.not_after - 30 * 86400, format!("30 days before expiry ({e})")),
+        };
         let reason = format!("{}{}", next.1, if replaced { " (the order replaced the previous one, ARI)" } else { "" });
         let commit = Commit {
             cert: &new,
