@@ -262,7 +262,7 @@ pub struct Assignment {
     pub serial: Option<String>,
     pub not_after: Option<UnixTime>,
     /// Agent custody: SHA-256 (hex) of the SubjectPublicKeyInfo of every key the server holds
-    /// a CSR for from this host, so the agent knows whether to upload (another) one.
+    /// an unused CSR for from this host, so the agent knows whether to upload the next one.
     #[serde(default)]
     pub csr_keys: Vec<String>,
 }

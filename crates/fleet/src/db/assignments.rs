@@ -159,7 +159,7 @@ impl FleetDb {
         .await
         .ctx(op)?;
         let keys = sqlx::query(
-            "SELECT certificate_id, spki_sha256 FROM csrs WHERE host_id = $1 ORDER BY uploaded_at, id",
+            "SELECT certificate_id, spki_sha256 FROM csrs WHERE host_id = $1 AND used_by_serial IS NULL ORDER BY uploaded_at, id",
         )
         .bind(id)
         .fetch_all(&mut *conn)
