@@ -17,7 +17,12 @@ pub fn argv_with_defaults(argv: Vec<OsString>) -> Result<Vec<OsString>, CliError
     let strs: Vec<String> = argv.iter().map(|a| a.to_string_lossy().into_owned()).collect();
     // Fleet mode is not certbot's: its verbs take no defaults from cli.ini, and `agent run`'s
     // `--config` is the agent's own TOML file.
-    if strs.iter().skip(1).find(|a| !a.starts_with('-')).is_some_and(|v| FLEET_VERBS.contains(&v.as_str())) {
+    if strs
+        .iter()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .is_some_and(|v| FLEET_VERBS.contains(&v.as_str()))
+    {
         return Ok(argv);
     }
     let explicit = flag_value(&strs, &["-c", "--config"]);

@@ -130,23 +130,25 @@ pub enum FleetCommand {
 #[derive(Debug, Subcommand)]
 pub enum HostCommand {
     /// Register a host; prints one line: its enrollment token (single use, valid 24 h).
-    Add { name: String },
+    Add {
+        name: String,
+    },
     List {
         #[arg(long)]
         json: bool,
     },
-    Remove { name: String },
+    Remove {
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum CertCommand {
     /// Add a certificate; the server issues it as soon as it can (agent custody: once its host sent a CSR).
-    #[command(
-        long_about = "Add a certificate to the fleet.\n\nEXAMPLES:\n  \
+    #[command(long_about = "Add a certificate to the fleet.\n\nEXAMPLES:\n  \
 certfleet fleet cert add www -d www.example.com -d example.com --host web1\n  \
 certfleet fleet cert add shared -d app.example.com --host web1 --host web2 --custody server\n  \
-certfleet fleet cert add wild -d '*.example.com' --host lb1 --dns-rfc2136 --dns-rfc2136-credentials /etc/certfleet/rfc2136.ini"
-    )]
+certfleet fleet cert add wild -d '*.example.com' --host lb1 --dns-rfc2136 --dns-rfc2136-credentials /etc/certfleet/rfc2136.ini")]
     Add(Box<CertAddArgs>),
     List {
         #[arg(long)]
@@ -158,9 +160,15 @@ certfleet fleet cert add wild -d '*.example.com' --host lb1 --dns-rfc2136 --dns-
         json: bool,
     },
     /// Renew now, ignoring the schedule (not the CA's Retry-After).
-    Renew { name: String },
-    Enable { name: String },
-    Disable { name: String },
+    Renew {
+        name: String,
+    },
+    Enable {
+        name: String,
+    },
+    Disable {
+        name: String,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -32,11 +32,19 @@ impl Server {
             .arg(data)
             .args(["--listen", &format!("127.0.0.1:{api}")])
             .args(["--http-01-listen", &format!("127.0.0.1:{http01_port}")])
-            .args(["--server", &pebble.directory_url(), "-m", "fleet@example.test", "--agree-tos"])
+            .args([
+                "--server",
+                &pebble.directory_url(),
+                "-m",
+                "fleet@example.test",
+                "--agree-tos",
+            ])
             .env("CERTFLEET_CA_BUNDLE", pebble.ca_bundle_path())
             .env("CERTFLEET_LOG", "info")
             .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
-            .stderr(Stdio::from(std::fs::File::options().append(true).open(&log).unwrap()))
+            .stderr(Stdio::from(
+                std::fs::File::options().append(true).open(&log).unwrap(),
+            ))
             .spawn()
             .unwrap();
         let s = Server {
@@ -58,7 +66,13 @@ impl Server {
 
     /// `certfleet fleet --data-dir DATA ...`
     fn fleet(&self, args: &[&str]) -> Output {
-        Command::new(BIN).arg("fleet").arg("--data-dir").arg(&self.data).args(args).output().unwrap()
+        Command::new(BIN)
+            .arg("fleet")
+            .arg("--data-dir")
+            .arg(&self.data)
+            .args(args)
+            .output()
+            .unwrap()
     }
 
     fn fleet_ok(&self, args: &[&str]) -> String {
@@ -128,11 +142,19 @@ impl Host {
             .extra_http_conf(servers.replace("HTTPS_PORT", &https_port.to_string()))
             .start()
             .unwrap();
-        let arr = |v: Vec<String>| format!("[{}]", v.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", "));
-        let toml = format!("state_dir = \"{}\"\ninterval = \"1m\"\n\n{installs}", dir.join("state").display())
-            .replace("CONFIG_TEST", &arr(nginx.config_test_command()))
-            .replace("RELOAD", &arr(nginx.reload_command()))
-            .replace("HTTPS_PORT", &https_port.to_string());
+        let arr = |v: Vec<String>| {
+            format!(
+                "[{}]",
+                v.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ")
+            )
+        };
+        let toml = format!(
+            "state_dir = \"{}\"\ninterval = \"1m\"\n\n{installs}",
+            dir.join("state").display()
+        )
+        .replace("CONFIG_TEST", &arr(nginx.config_test_command()))
+        .replace("RELOAD", &arr(nginx.reload_command()))
+        .replace("HTTPS_PORT", &https_port.to_string());
         let config = dir.join("agent.toml");
         std::fs::write(&config, toml).unwrap();
         Host { dir, nginx, config }
@@ -173,7 +195,9 @@ impl Host {
     }
 
     fn served_serial(&self, sni: &str) -> String {
-        CertInfo::from_der(&self.nginx.served_leaf(Some(sni)).unwrap()).unwrap().serial_hex()
+        CertInfo::from_der(&self.nginx.served_leaf(Some(sni)).unwrap())
+            .unwrap()
+            .serial_hex()
     }
 }
 
@@ -203,23 +227,50 @@ fn fleet_on_sqlite_issues_installs_verifies_and_keeps_hosts_apart() {
     let token2 = server.fleet_ok(&["host", "add", "web2"]).trim().to_string();
     assert!(token1.starts_with("cfe1_") && !token1.contains('\n'), "{token1}");
 
-    let web1 = Host::new(tmp.path(), "web1", &[("www", "www.example.test"), ("shared", "shared.example.test")]);
+    let web1 = Host::new(
+        tmp.path(),
+        "web1",
+        &[("www", "www.example.test"), ("shared", "shared.example.test")],
+    );
     let web2 = Host::new(tmp.path(), "web2", &[("shared", "shared.example.test")]);
     let enrolled = web1.agent(&["enroll", "--state-dir", web1.state().to_str().unwrap(), &token1]);
     assert!(enrolled.status.success(), "{}", stderr(&enrolled));
-    assert!(stderr(&enrolled).contains("enrolled as host web1"), "{}", stderr(&enrolled));
+    assert!(
+        stderr(&enrolled).contains("enrolled as host web1"),
+        "{}",
+        stderr(&enrolled)
+    );
     assert_eq!(mode(&web1.state().join("client-key.pem")), 0o600);
     let e2 = web2.agent(&["enroll", "--state-dir", web2.state().to_str().unwrap(), &token2]);
     assert!(e2.status.success(), "{}", stderr(&e2));
     // Single use: the same token again is refused.
-    let again = web2.agent(&["enroll", "--state-dir", tmp.path().join("again").to_str().unwrap(), &token2]);
+    let again = web2.agent(&[
+        "enroll",
+        "--state-dir",
+        tmp.path().join("again").to_str().unwrap(),
+        &token2,
+    ]);
     assert!(!again.status.success());
-    assert!(stderr(&again).contains("enrollment refused"), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("enrollment refused"),
+        "{}",
+        stderr(&again)
+    );
 
     // An agent-custody certificate for web1, a server-custody one shared by both.
     server.fleet_ok(&["cert", "add", "www", "-d", "www.example.test", "--host", "web1"]);
     server.fleet_ok(&[
-        "cert", "add", "shared", "-d", "shared.example.test", "--host", "web1", "--host", "web2", "--custody", "server",
+        "cert",
+        "add",
+        "shared",
+        "-d",
+        "shared.example.test",
+        "--host",
+        "web1",
+        "--host",
+        "web2",
+        "--custody",
+        "server",
     ]);
     // Agent custody cannot be shared: refused with the way out.
     let refused = server.fleet(&["assign", "www", "web2"]);
@@ -238,12 +289,17 @@ fn fleet_on_sqlite_issues_installs_verifies_and_keeps_hosts_apart() {
     assert_eq!(web1.served_serial("shared.example.test"), shared_serial);
     assert_eq!(web2.served_serial("shared.example.test"), shared_serial);
     let fullchain = std::fs::read(web1.dir.join("tls/www.pem")).unwrap();
-    pebble.verify_chain(&fullchain, &["www.example.test"], std::time::SystemTime::now()).unwrap();
+    pebble
+        .verify_chain(&fullchain, &["www.example.test"], std::time::SystemTime::now())
+        .unwrap();
     assert_eq!(mode(&web1.dir.join("tls/www.key")), 0o600);
 
     // The key of www was made on web1 and never left it: the server has no key for it.
     let keys: Vec<_> = std::fs::read_dir(web1.state().join("keys")).unwrap().collect();
-    assert!(keys.len() >= 2, "current key and the next one (CSR uploaded ahead)");
+    assert!(
+        keys.len() >= 2,
+        "current key and the next one (CSR uploaded ahead)"
+    );
 
     // cert show: each host's install state and the event history.
     let installs = www["installs"].as_array().unwrap();
@@ -251,7 +307,12 @@ fn fleet_on_sqlite_issues_installs_verifies_and_keeps_hosts_apart() {
     assert_eq!(installs[0]["host"], "web1");
     assert_eq!(installs[0]["state"], "verified");
     assert_eq!(installs[0]["served_serial"], www_serial.as_str());
-    let kinds: Vec<&str> = www["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> = www["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
     for k in ["added", "csr-uploaded", "issued", "fetched", "verified"] {
         assert!(kinds.contains(&k), "{k} missing from {kinds:?}");
     }
@@ -259,7 +320,11 @@ fn fleet_on_sqlite_issues_installs_verifies_and_keeps_hosts_apart() {
     // Authorization: web2 cannot fetch web1's certificate, with a clear message.
     let denied = web2.agent(&["fetch", "--state-dir", web2.state().to_str().unwrap(), "www"]);
     assert!(!denied.status.success());
-    assert!(stderr(&denied).contains("not assigned to host web2"), "{}", stderr(&denied));
+    assert!(
+        stderr(&denied).contains("not assigned to host web2"),
+        "{}",
+        stderr(&denied)
+    );
     let fetched = web2.agent(&["fetch", "--state-dir", web2.state().to_str().unwrap(), "shared"]);
     assert!(fetched.status.success(), "{}", stderr(&fetched));
     assert!(stdout(&fetched).contains("not printed") && !stdout(&fetched).contains("PRIVATE KEY"));
@@ -278,18 +343,23 @@ fn fleet_on_sqlite_issues_installs_verifies_and_keeps_hosts_apart() {
     web1.converge(&server);
     assert_eq!(web1.served_serial("www.example.test"), renewed);
 
-    // The admin API refuses requests without the token, and the agent API without a client cert.
+    // The admin API refuses a wrong token (usage error: exit 2).
     let bad = tmp.path().join("bad.token");
     std::fs::write(&bad, "cfa1_not-the-token\n").unwrap();
+    let url = std::fs::read_to_string(data.join("api.url")).unwrap();
     let no_token = Command::new(BIN)
-        .args(["fleet", "--url", &std::fs::read_to_string(data.join("api.url")).unwrap().trim().to_string()])
+        .args(["fleet", "--url", url.trim()])
         .args(["--fingerprint", fp.trim(), "--token-file"])
         .arg(&bad)
         .args(["host", "list"])
         .output()
         .unwrap();
     assert_eq!(no_token.status.code(), Some(2), "{}", stderr(&no_token));
-    assert!(stderr(&no_token).contains("admin token is not valid"), "{}", stderr(&no_token));
+    assert!(
+        stderr(&no_token).contains("admin token is not valid"),
+        "{}",
+        stderr(&no_token)
+    );
 
     // Nothing secret in the server's log.
     let log = server.log();

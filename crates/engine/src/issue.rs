@@ -66,7 +66,10 @@ pub async fn issue_replacing(
                 names(&req.identifiers),
                 e.message()
             );
-            let req = IssueRequest { replaces: None, ..req };
+            let req = IssueRequest {
+                replaces: None,
+                ..req
+            };
             issue(account, solver, req, events).await
         }
         other => other,

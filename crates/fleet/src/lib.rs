@@ -14,6 +14,6 @@ pub mod db;
 pub mod pki;
 pub mod proto;
 pub mod secretbox;
+pub mod server;
 pub mod tls;
 pub mod token;
-pub mod server;

@@ -62,13 +62,15 @@ async fn enroll(state_dir: &Path, token: &str) -> Result<ProcessExit> {
 async fn run_agent(config_path: &Path, once: bool) -> Result<ProcessExit> {
     let config = AgentConfig::load(config_path).map_err(|e| CliError::usage(e.to_string()))?;
     let interval = config.interval;
-    let url = config.server.as_ref().map(|u| u.as_str().trim_end_matches('/').to_string());
+    let url = config
+        .server
+        .as_ref()
+        .map(|u| u.as_str().trim_end_matches('/').to_string());
     let agent = Agent::new(config).map_err(|e| CliError::new(ExitCode::Store, e.to_string()))?;
     for name in agent.recovered() {
         eprintln!("{name}: an install interrupted by a crash was undone; installing again");
     }
-    let (client, enrollment) =
-        sync::client(&agent.config().state_dir, url.as_deref()).map_err(sync_error)?;
+    let (client, enrollment) = sync::client(&agent.config().state_dir, url.as_deref()).map_err(sync_error)?;
     let mut retry = FIRST_RETRY;
     loop {
         let result = sync::sync_once(&agent, &client).await;
@@ -85,7 +87,11 @@ async fn run_agent(config_path: &Path, once: bool) -> Result<ProcessExit> {
             Ok(summary) => {
                 print_summary(&enrollment.host, &summary);
                 retry = FIRST_RETRY;
-                if summary.all_good() { interval } else { retry.min(interval) }
+                if summary.all_good() {
+                    interval
+                } else {
+                    retry.min(interval)
+                }
             }
             Err(e) => {
                 eprintln!("certfleet agent: sync failed: {e}");
@@ -123,15 +129,14 @@ async fn fetch(state_dir: &Path, name: &str) -> Result<ProcessExit> {
     println!("certificate: {}", d.certificate);
     println!("names:       {}", d.identifiers.join(", "));
     println!("serial:      {}", d.serial);
+    println!("valid:       {} .. {}", fmt(d.not_before), fmt(d.not_after));
     println!(
-        "valid:       {} .. {}",
-        fmt(d.not_before),
-        fmt(d.not_after)
+        "key:         {}",
+        match &d.key_pem {
+            Some(_) => "from the server (server custody; not printed)".to_string(),
+            None => format!("this host's own key, SPKI SHA-256 {}", d.key_sha256),
+        }
     );
-    println!("key:         {}", match &d.key_pem {
-        Some(_) => "from the server (server custody; not printed)".to_string(),
-        None => format!("this host's own key, SPKI SHA-256 {}", d.key_sha256),
-    });
     print!("{}", d.fullchain_pem);
     Ok(ProcessExit::SUCCESS)
 }

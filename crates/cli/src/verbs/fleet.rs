@@ -27,7 +27,12 @@ pub async fn run(a: &FleetArgs) -> Result<ProcessExit> {
                     .map(|h| {
                         vec![
                             h.name.clone(),
-                            if h.enrolled_at.is_some() { "enrolled" } else { "not enrolled" }.to_string(),
+                            if h.enrolled_at.is_some() {
+                                "enrolled"
+                            } else {
+                                "not enrolled"
+                            }
+                            .to_string(),
                             h.last_seen.map(ago).unwrap_or_else(|| "never".into()),
                             h.agent_version.clone().unwrap_or_else(|| "-".into()),
                             h.certificates.join(", "),
@@ -42,7 +47,10 @@ pub async fn run(a: &FleetArgs) -> Result<ProcessExit> {
             eprintln!("host {name} removed; its agent can no longer fetch anything");
         }
         FleetCommand::Cert(CertCommand::Add(args)) => {
-            let view = client.add_certificate(&new_certificate(args)?).await.map_err(api_error)?;
+            let view = client
+                .add_certificate(&new_certificate(args)?)
+                .await
+                .map_err(api_error)?;
             eprintln!(
                 "certificate {} added ({}); {}",
                 view.name,
@@ -50,7 +58,10 @@ pub async fn run(a: &FleetArgs) -> Result<ProcessExit> {
                 match view.custody {
                     Custody::Agent if view.hosts.is_empty() =>
                         "assign it to a host: its agent sends the CSR, then the server issues".to_string(),
-                    Custody::Agent => format!("issued once {} sends its CSR (next agent sync)", view.hosts.join(", ")),
+                    Custody::Agent => format!(
+                        "issued once {} sends its CSR (next agent sync)",
+                        view.hosts.join(", ")
+                    ),
                     Custody::Server => "the server issues it now".to_string(),
                 }
             );
@@ -76,7 +87,11 @@ pub async fn run(a: &FleetArgs) -> Result<ProcessExit> {
                 println!("  names:     {}", c.identifiers.join(", "));
                 println!("  custody:   {} ({})", c.custody.as_str(), c.key_type);
                 if let (Some(serial), Some(na)) = (&c.serial, c.not_after) {
-                    println!("  current:   serial {serial}, expires {} ({})", fmt_time(na), left(na));
+                    println!(
+                        "  current:   serial {serial}, expires {} ({})",
+                        fmt_time(na),
+                        left(na)
+                    );
                     println!("  issuer:    {}", c.issuer.as_deref().unwrap_or("-"));
                 }
                 if let Some(n) = c.next_attempt {
@@ -94,10 +109,15 @@ pub async fn run(a: &FleetArgs) -> Result<ProcessExit> {
                     println!(
                         "    {:<16} {:<20} installed {} served {}{}",
                         i.host,
-                        i.state.map(|s| format!("{s:?}")).unwrap_or_else(|| "no report yet".into()),
+                        i.state
+                            .map(|s| format!("{s:?}"))
+                            .unwrap_or_else(|| "no report yet".into()),
                         i.installed_serial.as_deref().unwrap_or("-"),
                         i.served_serial.as_deref().unwrap_or("-"),
-                        i.error.as_deref().map(|e| format!("  error: {e}")).unwrap_or_default()
+                        i.error
+                            .as_deref()
+                            .map(|e| format!("  error: {e}"))
+                            .unwrap_or_default()
                     );
                 }
                 println!("  events (newest first):");
@@ -147,7 +167,9 @@ fn connect(c: &FleetConnArgs) -> Result<FleetClient> {
         .token_file
         .clone()
         .or_else(|| from_dir("admin.token"))
-        .ok_or_else(|| CliError::usage("pass --token-file FILE (or CERTFLEET_TOKEN_FILE) with the admin token"))?;
+        .ok_or_else(|| {
+            CliError::usage("pass --token-file FILE (or CERTFLEET_TOKEN_FILE) with the admin token")
+        })?;
     let token = read_trimmed(&token_file)?;
     let pin = match (&c.fingerprint, from_dir("api.fingerprint")) {
         (Some(f), _) => Some(f.clone()),
@@ -176,9 +198,18 @@ fn new_certificate(a: &CertAddArgs) -> Result<NewCertificate> {
     let key_type = match (a.key_type.as_str(), a.elliptic_curve.as_str()) {
         ("ecdsa", "secp256r1") => "ecdsa-p256".to_string(),
         ("ecdsa", "secp384r1") => "ecdsa-p384".to_string(),
-        ("ecdsa", c) => return Err(CliError::usage(format!("--elliptic-curve {c}: use secp256r1 or secp384r1"))),
+        ("ecdsa", c) => {
+            return Err(CliError::usage(format!(
+                "--elliptic-curve {c}: use secp256r1 or secp384r1"
+            )));
+        }
         ("rsa", _) if [2048, 3072, 4096].contains(&a.rsa_key_size) => format!("rsa{}", a.rsa_key_size),
-        ("rsa", _) => return Err(CliError::usage(format!("--rsa-key-size {}: use 2048, 3072 or 4096", a.rsa_key_size))),
+        ("rsa", _) => {
+            return Err(CliError::usage(format!(
+                "--rsa-key-size {}: use 2048, 3072 or 4096",
+                a.rsa_key_size
+            )));
+        }
         (t, _) => return Err(CliError::usage(format!("--key-type {t}: use ecdsa or rsa"))),
     };
     let challenge = match a.dns.chosen() {
@@ -203,7 +234,12 @@ fn new_certificate(a: &CertAddArgs) -> Result<NewCertificate> {
     };
     Ok(NewCertificate {
         name: a.name.clone(),
-        identifiers: a.domains.iter().flat_map(|d| d.split(',')).map(|d| d.trim().to_string()).collect(),
+        identifiers: a
+            .domains
+            .iter()
+            .flat_map(|d| d.split(','))
+            .map(|d| d.trim().to_string())
+            .collect(),
         hosts: a.hosts.clone(),
         custody,
         key_type,
@@ -224,7 +260,10 @@ fn api_error(e: ClientError) -> CliError {
 }
 
 fn print_json<T: serde::Serialize>(v: &T) {
-    println!("{}", serde_json::to_string_pretty(v).expect("plain data serializes"));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).expect("plain data serializes")
+    );
 }
 
 fn cert_row(c: &CertificateView) -> Vec<String> {
@@ -232,9 +271,15 @@ fn cert_row(c: &CertificateView) -> Vec<String> {
         c.name.clone(),
         format!("{:?}", c.state).to_lowercase(),
         c.identifiers.join(","),
-        c.not_after.map(|t| format!("{} ({})", fmt_time(t), left(t))).unwrap_or_else(|| "-".into()),
+        c.not_after
+            .map(|t| format!("{} ({})", fmt_time(t), left(t)))
+            .unwrap_or_else(|| "-".into()),
         c.next_attempt.map(fmt_time).unwrap_or_else(|| "-".into()),
-        if c.hosts.is_empty() { "-".into() } else { c.hosts.join(",") },
+        if c.hosts.is_empty() {
+            "-".into()
+        } else {
+            c.hosts.join(",")
+        },
         c.last_error.clone().unwrap_or_default(),
     ]
 }
@@ -251,7 +296,13 @@ fn print_table(header: &[&str], rows: Vec<Vec<String>>) {
         let parts: Vec<String> = cells
             .into_iter()
             .enumerate()
-            .map(|(i, c)| if i + 1 == n { c } else { format!("{c:<w$}", w = widths[i]) })
+            .map(|(i, c)| {
+                if i + 1 == n {
+                    c
+                } else {
+                    format!("{c:<w$}", w = widths[i])
+                }
+            })
             .collect();
         println!("{}", parts.join("  ").trim_end());
     };

@@ -1,12 +1,12 @@
 pub mod account;
+pub mod agent;
 pub mod certificates;
 pub mod certonly;
 pub mod daemon;
+pub mod fleet;
 pub mod output;
 pub mod reconfigure;
 pub mod renew;
 pub mod revoke;
-pub mod timer;
-pub mod agent;
-pub mod fleet;
 pub mod serve;
+pub mod timer;

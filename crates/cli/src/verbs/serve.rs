@@ -46,7 +46,10 @@ pub async fn run(g: &GlobalArgs, a: &ServeArgs) -> Result<ProcessExit> {
             None => println!("  no http-01 responder (dns-01 only; add --http-01-listen ADDR for http-01)"),
         }
         if let Some(f) = &s.admin_token_file {
-            println!("  admin token written to {} (0600); use it with `certfleet fleet --data-dir ...`", f.display());
+            println!(
+                "  admin token written to {} (0600); use it with `certfleet fleet --data-dir ...`",
+                f.display()
+            );
         }
     };
     server::run(cfg, Arc::new(SystemClock), on_started, shutdown_signal())

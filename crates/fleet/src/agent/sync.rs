@@ -75,11 +75,13 @@ fn read(path: &Path) -> Result<String, SyncError> {
 /// certificate, store everything under `state_dir`.
 pub async fn enroll(state_dir: &Path, token: &str) -> Result<Enrollment, SyncError> {
     let token = EnrollmentToken::decode(token)?;
-    certfleet_store::atomic::create_dir(state_dir, 0o700).map_err(|e| file_err("cannot create", state_dir, e))?;
+    certfleet_store::atomic::create_dir(state_dir, 0o700)
+        .map_err(|e| file_err("cannot create", state_dir, e))?;
     let hostname = std::fs::read_to_string("/etc/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "agent".into());
-    let (key_pem, csr_pem) = pki::new_client_key_and_csr(&hostname).map_err(|e| SyncError::Key(e.to_string()))?;
+    let (key_pem, csr_pem) =
+        pki::new_client_key_and_csr(&hostname).map_err(|e| SyncError::Key(e.to_string()))?;
     let client = FleetClient::builder(&token.url, ServerTrust::Pin(token.fingerprint.clone())).build()?;
     let answer = client
         .enroll(&EnrollRequest {
@@ -94,7 +96,10 @@ pub async fn enroll(state_dir: &Path, token: &str) -> Result<Enrollment, SyncErr
         host: answer.host,
     };
     write_private(&state_dir.join(CLIENT_KEY_FILE), key_pem.as_bytes())?;
-    write_private(&state_dir.join(CLIENT_CERT_FILE), answer.client_cert_pem.as_bytes())?;
+    write_private(
+        &state_dir.join(CLIENT_CERT_FILE),
+        answer.client_cert_pem.as_bytes(),
+    )?;
     let json = serde_json::to_vec_pretty(&enrollment).expect("plain data serializes");
     write_private(&state_dir.join(ENROLLMENT_FILE), &json)?;
     Ok(enrollment)

@@ -17,8 +17,9 @@ use super::state::AppState;
 use crate::db::{CertificateSettings, DbError, NewEvent};
 use crate::pki;
 use crate::proto::{
-    API_PREFIX, Assignment, CertificateDetail, CertificateView, ChallengeSettings, CsrUpload, Custody, Delivery,
-    EnrollRequest, EnrollResponse, HostEnrollment, HostView, InstallReport, InstallState, NewCertificate, NewHost,
+    API_PREFIX, Assignment, CertificateDetail, CertificateView, ChallengeSettings, CsrUpload, Custody,
+    Delivery, EnrollRequest, EnrollResponse, HostEnrollment, HostView, InstallReport, InstallState,
+    NewCertificate, NewHost,
 };
 use crate::token::{EnrollmentToken, hash_secret, new_secret};
 
@@ -56,7 +57,9 @@ pub fn check_name(what: &str, name: &str) -> ApiResult<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name.as_bytes()[0].is_ascii_alphanumeric()
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
     if ok {
         Ok(())
     } else {
@@ -82,16 +85,27 @@ async fn event(s: &AppState, cert: Option<&str>, host: Option<&str>, kind: &str,
 
 // ---- hosts ----
 
-async fn add_host(State(s): State<AppState>, _: Admin, Json(req): Json<NewHost>) -> ApiResult<Json<HostEnrollment>> {
+async fn add_host(
+    State(s): State<AppState>,
+    _: Admin,
+    Json(req): Json<NewHost>,
+) -> ApiResult<Json<HostEnrollment>> {
     check_name("host", &req.name)?;
     let now = s.now();
     s.db.create_host(&req.name, now).await?;
     let secret = new_secret();
     let expires_at = now + ENROLLMENT_TTL_SECONDS;
-    s.db
-        .create_enrollment_token(&req.name, &hash_secret(&secret), now, expires_at)
+    s.db.create_enrollment_token(&req.name, &hash_secret(&secret), now, expires_at)
         .await?;
-    event(&s, None, Some(&req.name), "host-added", "admin", "enrollment token issued").await;
+    event(
+        &s,
+        None,
+        Some(&req.name),
+        "host-added",
+        "admin",
+        "enrollment token issued",
+    )
+    .await;
     let token = EnrollmentToken {
         url: s.public_url.clone(),
         fingerprint: s.fingerprint.clone(),
@@ -125,7 +139,10 @@ async fn add_certificate(
     let ids = certfleet_core::identifier::parse_domain_args(&req.identifiers)
         .map_err(|e| ApiFailure::invalid(format!("certificate {}: {e}", req.name)))?;
     if ids.is_empty() {
-        return Err(ApiFailure::invalid(format!("certificate {}: give at least one name (-d)", req.name)));
+        return Err(ApiFailure::invalid(format!(
+            "certificate {}: give at least one name (-d)",
+            req.name
+        )));
     }
     if crate::proto::key_spec(&req.key_type).is_none() {
         return Err(ApiFailure::invalid(format!(
@@ -148,8 +165,18 @@ async fn add_certificate(
     let mut settings = CertificateSettings::from(&req);
     settings.identifiers = ids.iter().map(|i| i.to_string()).collect();
     let now = s.now();
-    let cert = s.db.create_certificate(&req.name, &settings, &req.hosts, now).await?;
-    event(&s, Some(&req.name), None, "added", "admin", &settings.identifiers.join(", ")).await;
+    let cert =
+        s.db.create_certificate(&req.name, &settings, &req.hosts, now)
+            .await?;
+    event(
+        &s,
+        Some(&req.name),
+        None,
+        "added",
+        "admin",
+        &settings.identifiers.join(", "),
+    )
+    .await;
     s.wake.notify_one();
     let hosts = s.db.hosts_of(&req.name).await?;
     Ok(Json(cert.view(hosts, now)))
@@ -168,7 +195,11 @@ fn check_challenge(s: &AppState, c: &ChallengeSettings, ids: &[Identifier]) -> A
             if let Some(w) = ids.iter().find(|i| i.is_wildcard()) {
                 return Err(ApiFailure::invalid(format!(
                     "{w}: wildcards need dns-01; use one of: {}",
-                    registry::PROVIDERS.iter().map(|p| format!("--{}", p.flag)).collect::<Vec<_>>().join(", ")
+                    registry::PROVIDERS
+                        .iter()
+                        .map(|p| format!("--{}", p.flag))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )));
             }
             Ok(())
@@ -181,7 +212,11 @@ fn check_challenge(s: &AppState, c: &ChallengeSettings, ids: &[Identifier]) -> A
             let Some(reg) = registry::by_name(provider) else {
                 return Err(ApiFailure::invalid(format!(
                     "unknown DNS provider {provider:?}; this server has: {}",
-                    registry::PROVIDERS.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
+                    registry::PROVIDERS
+                        .iter()
+                        .map(|p| p.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )));
             };
             // Reading the credentials checks the file's mode and keys, as certonly does.
@@ -201,7 +236,9 @@ async fn show_certificate(
     _: Admin,
     Path(name): Path<String>,
 ) -> ApiResult<Json<CertificateDetail>> {
-    Ok(Json(s.db.certificate_detail(&name, s.now(), DETAIL_EVENTS).await?))
+    Ok(Json(
+        s.db.certificate_detail(&name, s.now(), DETAIL_EVENTS).await?,
+    ))
 }
 
 async fn view(s: &AppState, name: &str) -> ApiResult<Json<CertificateView>> {
@@ -215,7 +252,8 @@ async fn renew_certificate(
     _: Admin,
     Path(name): Path<String>,
 ) -> ApiResult<Json<CertificateView>> {
-    s.db.schedule(&name, s.now(), super::renewal::ADMIN_RENEW_REASON).await?;
+    s.db.schedule(&name, s.now(), super::renewal::ADMIN_RENEW_REASON)
+        .await?;
     event(&s, Some(&name), None, "renew-requested", "admin", "").await;
     s.wake.notify_one();
     view(&s, &name).await
@@ -247,11 +285,20 @@ async fn disable_certificate(
     set_enabled(s, name, false).await
 }
 
-async fn assign(State(s): State<AppState>, _: Admin, Path((name, host)): Path<(String, String)>) -> ApiResult<StatusCode> {
+async fn assign(
+    State(s): State<AppState>,
+    _: Admin,
+    Path((name, host)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
     let cert = s.db.certificate(&name).await?;
     s.db.host(&host).await?;
     if cert.settings.custody == Custody::Agent {
-        let others: Vec<String> = s.db.hosts_of(&name).await?.into_iter().filter(|h| *h != host).collect();
+        let others: Vec<String> =
+            s.db.hosts_of(&name)
+                .await?
+                .into_iter()
+                .filter(|h| *h != host)
+                .collect();
         if !others.is_empty() {
             return Err(ApiFailure::new(
                 StatusCode::CONFLICT,
@@ -276,7 +323,9 @@ async fn unassign(
     Path((name, host)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     if !s.db.unassign(&name, &host).await? {
-        return Err(ApiFailure::not_found(format!("certificate {name} is not assigned to host {host}")));
+        return Err(ApiFailure::not_found(format!(
+            "certificate {name} is not assigned to host {host}"
+        )));
     }
     event(&s, Some(&name), Some(&host), "unassigned", "admin", "").await;
     Ok(StatusCode::NO_CONTENT)
@@ -291,22 +340,35 @@ async fn enroll(
 ) -> ApiResult<Json<EnrollResponse>> {
     check_not_blocked(&s, &req_parts)?;
     let now = s.now();
-    let host = match s.db.consume_enrollment_token(&hash_secret(&req.secret), now).await {
+    let host = match s
+        .db
+        .consume_enrollment_token(&hash_secret(&req.secret), now)
+        .await
+    {
         Ok(h) => h,
-        Err(DbError::Token(why)) => return Err(auth_failed(&s, &req_parts, &format!("enrollment refused: {why}"))),
+        Err(DbError::Token(why)) => {
+            return Err(auth_failed(&s, &req_parts, &format!("enrollment refused: {why}")));
+        }
         Err(e) => return Err(e.into()),
     };
-    let issued = s
-        .ca
-        .issue_client_cert(&req.csr_pem, &host, s.clock.now())
-        .map_err(|e| ApiFailure::invalid(format!("enrollment of host {host}: {e}")))?;
+    let issued =
+        s.ca.issue_client_cert(&req.csr_pem, &host, s.clock.now())
+            .map_err(|e| ApiFailure::invalid(format!("enrollment of host {host}: {e}")))?;
     let cred = crate::db::HostCredential {
         cert_sha256: &issued.fingerprint_sha256,
         serial: &issued.serial_hex,
         agent_version: &req.agent_version,
     };
     s.db.set_host_credential(&host, &cred, now).await?;
-    event(&s, None, Some(&host), "enrolled", &format!("host:{host}"), &format!("agent {}", req.agent_version)).await;
+    event(
+        &s,
+        None,
+        Some(&host),
+        "enrolled",
+        &format!("host:{host}"),
+        &format!("agent {}", req.agent_version),
+    )
+    .await;
     Ok(Json(EnrollResponse {
         host,
         client_cert_pem: issued.cert_pem,
@@ -316,7 +378,10 @@ async fn enroll(
 
 // ---- agents ----
 
-async fn agent_assignments(State(s): State<AppState>, AgentHost(host): AgentHost) -> ApiResult<Json<Vec<Assignment>>> {
+async fn agent_assignments(
+    State(s): State<AppState>,
+    AgentHost(host): AgentHost,
+) -> ApiResult<Json<Vec<Assignment>>> {
     Ok(Json(s.db.host_assignments(&host.name).await?))
 }
 
@@ -340,19 +405,32 @@ async fn agent_certificate(
     let Some(cur) = &cert.current else {
         return Err(ApiFailure::not_found(format!(
             "certificate {name} has not been issued yet ({})",
-            cert.next_attempt_reason.as_deref().unwrap_or("waiting for the renewal loop")
+            cert.next_attempt_reason
+                .as_deref()
+                .unwrap_or("waiting for the renewal loop")
         )));
     };
     let key_pem = if cert.settings.custody == Custody::Server {
         let keys = s.db.server_keys(&name).await?;
-        let blob = keys.current.ok_or_else(|| ApiFailure::internal(format!("{name}: server-custody key missing")))?;
-        let blob = String::from_utf8(blob).map_err(|_| ApiFailure::internal(format!("{name}: key blob not text")))?;
+        let blob = keys
+            .current
+            .ok_or_else(|| ApiFailure::internal(format!("{name}: server-custody key missing")))?;
+        let blob = String::from_utf8(blob)
+            .map_err(|_| ApiFailure::internal(format!("{name}: key blob not text")))?;
         let key = s.secretbox.open(&name, &blob).map_err(ApiFailure::internal)?;
         Some(String::from_utf8(key).map_err(|_| ApiFailure::internal(format!("{name}: key not PEM")))?)
     } else {
         None
     };
-    event(&s, Some(&name), Some(&host.name), "fetched", &format!("host:{}", host.name), &format!("serial {}", cur.serial)).await;
+    event(
+        &s,
+        Some(&name),
+        Some(&host.name),
+        "fetched",
+        &format!("host:{}", host.name),
+        &format!("serial {}", cur.serial),
+    )
+    .await;
     Ok(Json(Delivery {
         certificate: name,
         identifiers: cert.settings.identifiers.clone(),
@@ -384,11 +462,21 @@ async fn agent_csr(
         .map_err(|e| ApiFailure::invalid(format!("CSR: not PEM ({e})")))?
         .into_contents();
     let now = s.now();
-    s.db.put_csr(&up.certificate, &host.name, &der, &spki, now).await?;
-    event(&s, Some(&up.certificate), Some(&host.name), "csr-uploaded", &format!("host:{}", host.name), &format!("key {}", &spki[..16])).await;
+    s.db.put_csr(&up.certificate, &host.name, &der, &spki, now)
+        .await?;
+    event(
+        &s,
+        Some(&up.certificate),
+        Some(&host.name),
+        "csr-uploaded",
+        &format!("host:{}", host.name),
+        &format!("key {}", &spki[..16]),
+    )
+    .await;
     // A certificate waiting for its first CSR can be issued now.
     if cert.current.is_none() {
-        s.db.schedule(&up.certificate, now, "first issuance: the host sent its CSR").await?;
+        s.db.schedule(&up.certificate, now, "first issuance: the host sent its CSR")
+            .await?;
         s.wake.notify_one();
     }
     Ok(StatusCode::NO_CONTENT)
@@ -402,12 +490,11 @@ async fn agent_report(
     assigned_certificate(&s, &host.name, &r.certificate).await?;
     let now = s.now();
     s.db.touch_host(&host.name, now, &r.agent_version).await?;
-    let before = s
-        .db
-        .install_reports(&r.certificate)
-        .await?
-        .into_iter()
-        .find(|v| v.host == host.name);
+    let before =
+        s.db.install_reports(&r.certificate)
+            .await?
+            .into_iter()
+            .find(|v| v.host == host.name);
     s.db.put_install_report(&host.name, &r, now).await?;
     // The log gets a line when something changed, not for every unchanged check-in.
     let changed = before.is_none_or(|b| b.state != Some(r.state) || b.installed_serial != r.installed_serial);
@@ -421,11 +508,23 @@ async fn agent_report(
             InstallState::NotConfigured => "not-configured",
             InstallState::Waiting => "waiting",
         };
-        let mut detail = r.installed_serial.as_deref().map(|s| format!("serial {s}")).unwrap_or_default();
+        let mut detail = r
+            .installed_serial
+            .as_deref()
+            .map(|s| format!("serial {s}"))
+            .unwrap_or_default();
         if let Some(e) = &r.error {
             detail = format!("{detail}: {e}");
         }
-        event(&s, Some(&r.certificate), Some(&host.name), kind, &format!("host:{}", host.name), &detail).await;
+        event(
+            &s,
+            Some(&r.certificate),
+            Some(&host.name),
+            kind,
+            &format!("host:{}", host.name),
+            &detail,
+        )
+        .await;
     }
     Ok(StatusCode::NO_CONTENT)
 }

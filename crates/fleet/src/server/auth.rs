@@ -79,8 +79,14 @@ pub fn auth_failed(state: &AppState, parts: &Parts, what: &str) -> ApiFailure {
     if let Some(ip) = ip {
         state.limiter.record_failure(ip);
     }
-    let from = ip.map(|i| i.to_string()).unwrap_or_else(|| "an unknown address".into());
-    tracing::warn!("failed authentication from {from} on {} {}: {what}", parts.method, parts.uri.path());
+    let from = ip
+        .map(|i| i.to_string())
+        .unwrap_or_else(|| "an unknown address".into());
+    tracing::warn!(
+        "failed authentication from {from} on {} {}: {what}",
+        parts.method,
+        parts.uri.path()
+    );
     ApiFailure::new(StatusCode::UNAUTHORIZED, "unauthorized", what.to_string())
 }
 

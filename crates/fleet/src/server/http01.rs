@@ -69,20 +69,21 @@ impl Solver for DbHttp01Solver {
                 identifier: t.identifier.to_string(),
                 expires_at,
             };
-            self.db
-                .put_challenge(&c)
-                .await
-                .map_err(|e| SolverError::Other(format!("storing the http-01 challenge for {}: {e}", t.identifier)))?;
+            self.db.put_challenge(&c).await.map_err(|e| {
+                SolverError::Other(format!("storing the http-01 challenge for {}: {e}", t.identifier))
+            })?;
         }
         Ok(())
     }
 
     async fn cleanup(&self, tasks: &[ChallengeTask]) -> Result<(), SolverError> {
         for t in tasks {
-            self.db
-                .delete_challenge(&t.token)
-                .await
-                .map_err(|e| SolverError::Other(format!("removing the http-01 challenge for {}: {e}", t.identifier)))?;
+            self.db.delete_challenge(&t.token).await.map_err(|e| {
+                SolverError::Other(format!(
+                    "removing the http-01 challenge for {}: {e}",
+                    t.identifier
+                ))
+            })?;
         }
         Ok(())
     }

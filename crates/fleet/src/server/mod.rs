@@ -66,7 +66,9 @@ pub enum ServeError {
     Pki(#[from] PkiError),
     #[error(transparent)]
     SecretBox(#[from] SecretBoxError),
-    #[error("cannot listen on {addr} ({what}): {source}; is another server running there? choose another with {flag}")]
+    #[error(
+        "cannot listen on {addr} ({what}): {source}; is another server running there? choose another with {flag}"
+    )]
     Listen {
         what: &'static str,
         flag: &'static str,
@@ -110,19 +112,24 @@ pub async fn run(
     let fingerprint = identity.fingerprint();
     let ca = internal_ca(&db, clock.as_ref()).await?;
     let admin_token_file = first_admin_token(&db, dir, now.unix_timestamp()).await?;
-    let custody_path = cfg.custody_key_file.clone().unwrap_or_else(|| dir.join(CUSTODY_KEY_FILE));
+    let custody_path = cfg
+        .custody_key_file
+        .clone()
+        .unwrap_or_else(|| dir.join(CUSTODY_KEY_FILE));
     let secretbox = if custody_path.exists() {
         SecretBox::from_key_file(&custody_path)?
     } else {
         crate::secretbox::generate_key_file(&custody_path)?
     };
 
-    let api_listener = TcpListener::bind(cfg.listen).await.map_err(|source| ServeError::Listen {
-        what: "API",
-        flag: "--listen",
-        addr: cfg.listen,
-        source,
-    })?;
+    let api_listener = TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|source| ServeError::Listen {
+            what: "API",
+            flag: "--listen",
+            addr: cfg.listen,
+            source,
+        })?;
     let api_addr = api_listener.local_addr().map_err(|source| ServeError::Listen {
         what: "API",
         flag: "--listen",
@@ -130,16 +137,23 @@ pub async fn run(
         source,
     })?;
     let http01 = match cfg.http01_listen {
-        Some(addr) => Some(TcpListener::bind(addr).await.map_err(|source| ServeError::Listen {
-            what: "http-01 responder",
-            flag: "--http-01-listen",
-            addr,
-            source,
-        })?),
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServeError::Listen {
+                    what: "http-01 responder",
+                    flag: "--http-01-listen",
+                    addr,
+                    source,
+                })?,
+        ),
         None => None,
     };
     let http01_addr = http01.as_ref().and_then(|l| l.local_addr().ok());
-    let public_url = cfg.public_url.clone().unwrap_or_else(|| format!("https://{api_addr}"));
+    let public_url = cfg
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("https://{api_addr}"));
     // `certfleet fleet --data-dir DIR` on this machine finds the API here.
     std::fs::write(dir.join(API_URL_FILE), format!("{public_url}\n")).map_err(|source| ServeError::Io {
         what: "cannot write",
@@ -194,9 +208,14 @@ pub async fn run(
     });
     let tls = crate::tls::server_config(&identity, &state.ca)?;
     let mut stop_api = stop_rx.clone();
-    let api_task = tokio::spawn(crate::tls::serve_tls(api_listener, tls, api::app(state), async move {
-        let _ = stop_api.changed().await;
-    }));
+    let api_task = tokio::spawn(crate::tls::serve_tls(
+        api_listener,
+        tls,
+        api::app(state),
+        async move {
+            let _ = stop_api.changed().await;
+        },
+    ));
 
     shutdown.await;
     tracing::info!("shutting down: finishing renewals in flight");
@@ -226,12 +245,17 @@ fn create_private_dir(dir: &Path) -> Result<(), ServeError> {
 /// The internal CA, from the database (made and stored on the very first start).
 async fn internal_ca(db: &FleetDb, clock: &dyn Clock) -> Result<InternalCa, ServeError> {
     let now = clock.now();
-    if let (Some(cert), Some(key)) = (db.setting(CA_CERT_SETTING).await?, db.setting(CA_KEY_SETTING).await?) {
+    if let (Some(cert), Some(key)) = (
+        db.setting(CA_CERT_SETTING).await?,
+        db.setting(CA_KEY_SETTING).await?,
+    ) {
         return Ok(InternalCa::from_pem(&cert, &key)?);
     }
     let ca = InternalCa::generate(now)?;
-    db.put_setting(CA_CERT_SETTING, ca.cert_pem(), now.unix_timestamp()).await?;
-    db.put_setting(CA_KEY_SETTING, &ca.key_pem(), now.unix_timestamp()).await?;
+    db.put_setting(CA_CERT_SETTING, ca.cert_pem(), now.unix_timestamp())
+        .await?;
+    db.put_setting(CA_KEY_SETTING, &ca.key_pem(), now.unix_timestamp())
+        .await?;
     Ok(ca)
 }
 
@@ -244,7 +268,8 @@ async fn first_admin_token(db: &FleetDb, dir: &Path, now: i64) -> Result<Option<
     let token = crate::token::new_admin_token();
     let path = dir.join(ADMIN_TOKEN_FILE);
     write_private(&path, &format!("{token}\n"))?;
-    db.put_admin_token(&crate::token::hash_secret(&token), "initial", now).await?;
+    db.put_admin_token(&crate::token::hash_secret(&token), "initial", now)
+        .await?;
     db.put_setting(ADMIN_TOKEN_SETTING, &now.to_string(), now).await?;
     Ok(Some(path))
 }

@@ -128,7 +128,11 @@ impl RenewalLoop {
     async fn work_inner(&self, cert: &Certificate) -> Result<(), crate::db::DbError> {
         let db = &self.state.db;
         let name = &cert.name;
-        let server = cert.settings.acme_server.clone().unwrap_or_else(|| self.acme.server.clone());
+        let server = cert
+            .settings
+            .acme_server
+            .clone()
+            .unwrap_or_else(|| self.acme.server.clone());
         let force = cert.next_attempt_reason.as_deref() == Some(ADMIN_RENEW_REASON);
 
         // Renewal, not first issuance: is it due? (ARI first, when the CA has it.)
@@ -158,7 +162,11 @@ impl RenewalLoop {
                 Some(spec) => (KeySource::Generate(spec), None),
                 None => {
                     return self
-                        .fail(cert, &format!("unknown key type {:?}", cert.settings.key_type), None)
+                        .fail(
+                            cert,
+                            &format!("unknown key type {:?}", cert.settings.key_type),
+                            None,
+                        )
                         .await;
                 }
             },
@@ -169,9 +177,13 @@ impl RenewalLoop {
                     let reason = if hosts.is_empty() {
                         "waiting for a host: assign one (certfleet fleet assign CERT HOST); its agent sends the CSR".to_string()
                     } else {
-                        format!("waiting for a CSR from {} (its agent sends one at its next sync)", hosts.join(", "))
+                        format!(
+                            "waiting for a CSR from {} (its agent sends one at its next sync)",
+                            hosts.join(", ")
+                        )
                     };
-                    db.schedule(name, self.state.now() + CSR_WAIT_SECONDS, &reason).await?;
+                    db.schedule(name, self.state.now() + CSR_WAIT_SECONDS, &reason)
+                        .await?;
                     db.release_lease(name, &self.node).await?;
                     return Ok(());
                 }
@@ -263,16 +275,19 @@ impl RenewalLoop {
         if let Some(a) = map.get(server) {
             return Ok(a.clone());
         }
-        let client: AcmeClient = certfleet_engine::account::connect(server, self.acme.ca_bundle.clone()).await?;
+        let client: AcmeClient =
+            certfleet_engine::account::connect(server, self.acme.ca_bundle.clone()).await?;
         let account = match self.state.db.account(server).await {
             Ok(Some(rec)) => {
-                let key = PrivateKey::from_pem(&rec.key_pem)
-                    .map_err(|e| EngineError::config(format!("the stored ACME account key for {server}: {e}")))?;
+                let key = PrivateKey::from_pem(&rec.key_pem).map_err(|e| {
+                    EngineError::config(format!("the stored ACME account key for {server}: {e}"))
+                })?;
                 let key = AccountKey::new(key)?;
                 Account::from_parts(&client, key, rec.account_url)
             }
             Ok(None) => {
-                let (account, _) = certfleet_engine::account::register_new(&self.acme.account, &client, &NoEvents).await?;
+                let (account, _) =
+                    certfleet_engine::account::register_new(&self.acme.account, &client, &NoEvents).await?;
                 let rec = crate::db::Account {
                     server_url: server.to_string(),
                     account_url: account.url().to_string(),
@@ -288,12 +303,18 @@ impl RenewalLoop {
                     created_at: self.state.now(),
                 };
                 if let Err(e) = self.state.db.put_account(&rec).await {
-                    return Err(EngineError::config(format!("saving the new ACME account for {server}: {e}")));
+                    return Err(EngineError::config(format!(
+                        "saving the new ACME account for {server}: {e}"
+                    )));
                 }
                 tracing::info!("registered ACME account {} at {server}", account.url());
                 account
             }
-            Err(e) => return Err(EngineError::config(format!("reading the ACME account for {server}: {e}"))),
+            Err(e) => {
+                return Err(EngineError::config(format!(
+                    "reading the ACME account for {server}: {e}"
+                )));
+            }
         };
         let account = Arc::new(account);
         map.insert(server.to_string(), account.clone());
@@ -339,7 +360,10 @@ impl RenewalLoop {
         let replaces = cert.current.as_ref().and_then(|cur| {
             account.client().directory().renewal_info.as_ref()?;
             let info = CertInfo::from_pem(&cur.cert_pem).ok()?;
-            Some(certfleet_acme::cert_id(info.authority_key_id.as_ref()?, &info.serial))
+            Some(certfleet_acme::cert_id(
+                info.authority_key_id.as_ref()?,
+                &info.serial,
+            ))
         });
         let req = IssueRequest {
             identifiers: ids,
@@ -350,7 +374,15 @@ impl RenewalLoop {
             replaces: replaces.clone(),
             timeout: ISSUE_TIMEOUT,
         };
-        tracing::info!("{}: {} at {server}", cert.name, if cert.current.is_some() { "renewing" } else { "issuing" });
+        tracing::info!(
+            "{}: {} at {server}",
+            cert.name,
+            if cert.current.is_some() {
+                "renewing"
+            } else {
+                "issuing"
+            }
+        );
         let issued = issue_replacing(&account, solver.as_ref(), req, &NoEvents).await?;
         Ok((issued, replaces.is_some()))
     }
@@ -386,12 +418,22 @@ impl RenewalLoop {
         // Without renew_before_expiry the rule cannot fail; the fallback only keeps a schedule.
         let next = match decide(&RenewalInput::new(&facts), self.state.clock.as_ref()) {
             Ok(d) => (
-                d.wake_at(self.state.clock.now()).unwrap_or(info.not_after).unix_timestamp(),
+                d.wake_at(self.state.clock.now())
+                    .unwrap_or(info.not_after)
+                    .unix_timestamp(),
                 d.to_string(),
             ),
             Err(e) => (new.not_after - 30 * 86400, format!("30 days before expiry ({e})")),
         };
-        let reason = format!("{}{}", next.1, if replaced { " (the order replaced the previous one, ARI)" } else { "" });
+        let reason = format!(
+            "{}{}",
+            next.1,
+            if replaced {
+                " (the order replaced the previous one, ARI)"
+            } else {
+                ""
+            }
+        );
         let commit = Commit {
             cert: &new,
             key_blob: key_blob.as_deref(),
@@ -402,7 +444,11 @@ impl RenewalLoop {
             actor: "server",
         };
         self.state.db.commit_issued(name, &commit).await?;
-        tracing::info!("{name}: issued serial {}, valid until {}", new.serial, info.not_after);
+        tracing::info!(
+            "{name}: issued serial {}, valid until {}",
+            new.serial,
+            info.not_after
+        );
         Ok(())
     }
 
