@@ -3,12 +3,17 @@
 # issue a certificate for demo.example.test with certfleet's built-in standalone server,
 # then list it. Everything lives in a temp dir (kept; its path is printed). Installs
 # pebble with apt-get if it is missing.
+# Then fleet mode on the same CA: `certfleet serve` on SQLite answering http-01 itself, two
+# hosts (each an nginx on loopback) enrolled with one-time tokens, and on each an agent that
+# installs its certificate into nginx and proves by a TLS handshake that nginx serves it.
+# Installs nginx with apt-get if it is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
 command -v pebble >/dev/null || need+=(pebble)
 command -v openssl >/dev/null || need+=(openssl)
+command -v nginx >/dev/null || need+=(nginx-light)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q
@@ -43,7 +48,12 @@ pebble-challtestsrv -defaultIPv4 127.0.0.1 -defaultIPv6 "" -dns01 "127.0.0.1:$dn
 dns_pid=$!
 PEBBLE_VA_NOSLEEP=1 pebble -config "$demo/pebble.json" -dnsserver "127.0.0.1:$dns_port" >"$demo/pebble.log" 2>&1 &
 pebble_pid=$!
-trap 'kill $pebble_pid $dns_pid 2>/dev/null || true' EXIT
+pids=("$pebble_pid" "$dns_pid")
+cleanup() {
+  for conf in "$demo"/web*/nginx.conf; do [ -f "$conf" ] && nginx -c "$conf" -e "${conf%.conf}.err" -s quit 2>/dev/null; done
+  kill "${pids[@]}" 2>/dev/null || true
+}
+trap cleanup EXIT
 ready=""
 for _ in $(seq 200); do
   if curl -s --cacert "$demo/ca.pem" "https://127.0.0.1:$acme_port/dir" >/dev/null 2>&1 \
@@ -62,3 +72,71 @@ echo "== certfleet certificates"
 "$bin" certificates "${common[@]}"
 echo
 echo "Files are in $demo/etc (live/, archive/, renewal/, accounts/)."
+
+echo
+echo "== fleet: certfleet serve --data-dir $demo/fleet (SQLite), http-01 answered by the server"
+api_port=$(free_port)
+"$bin" serve --data-dir "$demo/fleet" --listen "127.0.0.1:$api_port" --http-01-listen "127.0.0.1:$http_port" \
+  --server "https://127.0.0.1:$acme_port/dir" --ca-bundle "$demo/ca.pem" -m admin@example.test --agree-tos \
+  >"$demo/serve.log" 2>&1 &
+pids+=("$!")
+for _ in $(seq 200); do [ -s "$demo/fleet/api.url" ] && break; sleep 0.05; done
+[ -s "$demo/fleet/api.url" ] || { echo "demo: serve did not start; see $demo/serve.log" >&2; exit 1; }
+sed 's/^/  /' "$demo/serve.log"
+fleet=("$bin" fleet --data-dir "$demo/fleet")
+
+for host in web1 web2; do
+  dir="$demo/$host"; mkdir -p "$dir/tls" "$dir/logs"
+  port=$(free_port)
+  # nginx starts with a placeholder certificate; the agent replaces it.
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=placeholder \
+    -keyout "$dir/tls/site.key" -out "$dir/tls/site.pem" 2>/dev/null
+  cat >"$dir/nginx.conf" <<NGINX
+pid $dir/nginx.pid;
+error_log $dir/nginx.err;
+events {}
+http {
+  access_log off;
+  client_body_temp_path $dir/logs; proxy_temp_path $dir/logs; fastcgi_temp_path $dir/logs;
+  uwsgi_temp_path $dir/logs; scgi_temp_path $dir/logs;
+  server { listen 127.0.0.1:$port ssl; ssl_certificate $dir/tls/site.pem; ssl_certificate_key $dir/tls/site.key; }
+}
+NGINX
+  nginx -c "$dir/nginx.conf" -e "$dir/nginx.err"
+  nginx_cmd="\"nginx\", \"-c\", \"$dir/nginx.conf\", \"-e\", \"$dir/nginx.err\""
+  # The host's own config: the only place that says where files go and what runs.
+  cat >"$dir/agent.toml" <<TOML
+state_dir = "$dir/state"
+
+[[install]]
+certificate = "$host"
+fullchain = "$dir/tls/site.pem"
+key = "$dir/tls/site.key"
+config_test_command = [$nginx_cmd, "-t"]
+reload_command = [$nginx_cmd, "-s", "reload"]
+verify = "127.0.0.1:$port"
+sni = "$host.fleet.example.test"
+TOML
+  echo "== certfleet fleet host add $host; certfleet agent enroll (on $host)"
+  token=$("${fleet[@]}" host add "$host")
+  "$bin" agent enroll --state-dir "$dir/state" "$token"
+  echo "== certfleet fleet cert add $host -d $host.fleet.example.test --host $host"
+  "${fleet[@]}" cert add "$host" -d "$host.fleet.example.test" --host "$host"
+done
+
+for host in web1 web2; do
+  echo "== certfleet agent run --once --config $demo/$host/agent.toml"
+  # The first sync uploads the CSR of a key made on the host; the server issues for it.
+  ok=""
+  for _ in $(seq 60); do
+    if "$bin" agent run --once --config "$demo/$host/agent.toml" 2>"$demo/$host/agent.log"; then ok=1; break; fi
+    sleep 0.5
+  done
+  sed 's/^/  /' "$demo/$host/agent.log"
+  [ -n "$ok" ] || { echo "demo: the agent of $host did not converge; see $demo/serve.log" >&2; exit 1; }
+done
+echo
+echo "== certfleet fleet cert list"
+"${fleet[@]}" cert list
+echo
+echo "Fleet files: server in $demo/fleet (fleet.db, admin.token, api.fingerprint), hosts in $demo/web1 and $demo/web2."

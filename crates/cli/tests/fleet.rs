@@ -21,36 +21,58 @@ struct Server {
     child: Child,
     data: PathBuf,
     log: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl Server {
-    fn start(pebble: &Pebble, data: &Path, http01_port: u16) -> Server {
-        let log = data.with_extension("log");
+    /// `serve` on `data` against `pebble`, answering http-01 on `http01_port` when given;
+    /// `extra` arguments are appended (`--database-url ...`).
+    fn start(pebble: &Pebble, data: &Path, http01_port: Option<u16>, extra: &[&str]) -> Server {
         let api = free_port();
+        let mut args: Vec<String> = vec!["serve".into(), "--data-dir".into(), data.display().to_string()];
+        args.extend(["--listen".into(), format!("127.0.0.1:{api}")]);
+        if let Some(port) = http01_port {
+            args.extend(["--http-01-listen".into(), format!("127.0.0.1:{port}")]);
+        }
+        args.extend([
+            "--server".into(),
+            pebble.directory_url(),
+            "-m".into(),
+            "fleet@example.test".into(),
+        ]);
+        args.push("--agree-tos".into());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let env = vec![
+            (
+                "CERTFLEET_CA_BUNDLE".to_string(),
+                pebble.ca_bundle_path().display().to_string(),
+            ),
+            ("CERTFLEET_LOG".to_string(), "info".to_string()),
+        ];
+        Self::spawn(data.to_path_buf(), args, env, api)
+    }
+
+    fn spawn(data: PathBuf, args: Vec<String>, env: Vec<(String, String)>, api: u16) -> Server {
+        let log = data.with_extension("log");
+        let out = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
         let child = Command::new(BIN)
-            .args(["serve", "--data-dir"])
-            .arg(data)
-            .args(["--listen", &format!("127.0.0.1:{api}")])
-            .args(["--http-01-listen", &format!("127.0.0.1:{http01_port}")])
-            .args([
-                "--server",
-                &pebble.directory_url(),
-                "-m",
-                "fleet@example.test",
-                "--agree-tos",
-            ])
-            .env("CERTFLEET_CA_BUNDLE", pebble.ca_bundle_path())
-            .env("CERTFLEET_LOG", "info")
-            .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
-            .stderr(Stdio::from(
-                std::fs::File::options().append(true).open(&log).unwrap(),
-            ))
+            .args(&args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::from(out.try_clone().unwrap()))
+            .stderr(Stdio::from(out))
             .spawn()
             .unwrap();
         let s = Server {
             child,
-            data: data.to_path_buf(),
+            data,
             log,
+            args,
+            env,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", api)).is_err() {
@@ -58,6 +80,39 @@ impl Server {
             std::thread::sleep(Duration::from_millis(50));
         }
         s
+    }
+
+    /// `kill -9`, then the same command again on the same data dir and database.
+    fn kill9_and_restart(mut self) -> Server {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        let api: u16 = self.args[self.args.iter().position(|a| a == "--listen").unwrap() + 1]
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let (data, args, env) = (self.data.clone(), self.args.clone(), self.env.clone());
+        drop(self);
+        Self::spawn(data, args, env, api)
+    }
+
+    /// The serial of certificate `name` once it has one other than `old`.
+    fn wait_serial(&self, name: &str, old: Option<&str>, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(s) = self.show(name)["serial"].as_str()
+                && Some(s) != old
+            {
+                return s.to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name}: no new certificate:\n{}",
+                tail(&self.log())
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     fn log(&self) -> String {
@@ -212,7 +267,7 @@ fn fleet_on_sqlite_issues_installs_verifies_and_keeps_hosts_apart() {
     let http01 = free_port();
     let pebble = Pebble::builder().http_port(http01).start().unwrap();
     let tmp = world_readable_tempdir();
-    let server = Server::start(&pebble, &tmp.path().join("server"), http01);
+    let server = Server::start(&pebble, &tmp.path().join("server"), Some(http01), &[]);
     let data = &server.data;
 
     // First start: fingerprint, admin token 0600, custody key 0600, SQLite database.
@@ -331,15 +386,8 @@ fn fleet_on_sqlite_issues_installs_verifies_and_keeps_hosts_apart() {
 
     // Renew now: a new certificate, with the key web1 uploaded ahead of time.
     server.fleet_ok(&["cert", "renew", "www"]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let renewed = loop {
-        let s = server.show("www")["serial"].as_str().unwrap().to_string();
-        if s != www_serial {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "no renewal:\n{}", tail(&server.log()));
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    // web1's agent is not running meanwhile: it catches up on its next sync.
+    let renewed = server.wait_serial("www", Some(&www_serial), Duration::from_secs(30));
     web1.converge(&server);
     assert_eq!(web1.served_serial("www.example.test"), renewed);
 
@@ -365,4 +413,86 @@ fn fleet_on_sqlite_issues_installs_verifies_and_keeps_hosts_apart() {
     let log = server.log();
     let admin = std::fs::read_to_string(data.join("admin.token")).unwrap();
     assert!(!log.contains(admin.trim()) && !log.contains("PRIVATE KEY") && !log.contains(&token2));
+}
+
+#[test]
+fn fleet_on_postgres_renews_dns01_through_bind_and_survives_kill_9() {
+    let bind = certfleet_testkit::bind::Bind::start(&["fleet.example.test"]).unwrap();
+    let pebble = Pebble::builder().dns_server(bind.addr()).start().unwrap();
+    let db = certfleet_testkit::PgDatabase::create().unwrap();
+    let tmp = world_readable_tempdir();
+    let ini = tmp.path().join("rfc2136.ini");
+    bind.write_rfc2136_ini(&ini).unwrap();
+    let server = Server::start(
+        &pebble,
+        &tmp.path().join("server"),
+        None,
+        &["--database-url", db.url()],
+    );
+    assert!(!server.data.join("fleet.db").exists(), "PostgreSQL, not SQLite");
+
+    let token = server.fleet_ok(&["host", "add", "web1"]).trim().to_string();
+    let web1 = Host::new(tmp.path(), "web1", &[("wild", "api.fleet.example.test")]);
+    let enrolled = web1.agent(&["enroll", "--state-dir", web1.state().to_str().unwrap(), &token]);
+    assert!(enrolled.status.success(), "{}", stderr(&enrolled));
+
+    // A wildcard by dns-01 through BIND (RFC 2136), the key on the server (sealed at rest).
+    server.fleet_ok(&[
+        "cert",
+        "add",
+        "wild",
+        "-d",
+        "fleet.example.test",
+        "-d",
+        "*.fleet.example.test",
+        "--host",
+        "web1",
+        "--custody",
+        "server",
+        "--dns-rfc2136",
+        "--dns-rfc2136-credentials",
+        ini.to_str().unwrap(),
+        "--dns-rfc2136-propagation-seconds",
+        "0",
+    ]);
+    let first = server.wait_serial("wild", None, Duration::from_secs(60));
+    web1.converge(&server);
+    assert_eq!(web1.served_serial("api.fleet.example.test"), first);
+    assert!(
+        bind.txt("_acme-challenge.fleet.example.test").is_empty(),
+        "challenge records cleaned up"
+    );
+
+    // kill -9 in the middle of a renewal: the restarted server has everything (hosts, agent
+    // credentials, the current certificate) and finishes the renewal.
+    server.fleet_ok(&["cert", "renew", "wild"]);
+    std::thread::sleep(Duration::from_millis(150));
+    let server = server.kill9_and_restart();
+    let shown = server.show("wild");
+    assert!(shown["serial"].as_str().is_some(), "{shown}");
+    let renewed = server.wait_serial("wild", Some(&first), Duration::from_secs(60));
+    let out = web1.converge(&server);
+    assert!(stderr(&out).contains("wild: Verified"), "{}", stderr(&out));
+    assert_eq!(web1.served_serial("api.fleet.example.test"), renewed);
+    let fullchain = std::fs::read(web1.dir.join("tls/wild.pem")).unwrap();
+    pebble
+        .verify_chain(
+            &fullchain,
+            &["fleet.example.test", "api.fleet.example.test"],
+            std::time::SystemTime::now(),
+        )
+        .unwrap();
+
+    // A second server on the same data dir is refused with the reason.
+    let second = Command::new(BIN)
+        .args(&server.args)
+        .envs(server.env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    assert!(
+        stderr(&second).contains("another certfleet serve is running"),
+        "{}",
+        stderr(&second)
+    );
 }

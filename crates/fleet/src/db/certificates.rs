@@ -387,6 +387,19 @@ impl FleetDb {
         self.affected_or_missing(done.rows_affected(), name).await
     }
 
+    /// Gives up every lease `owner` holds (a node restarting after a crash: its leases would
+    /// otherwise keep those certificates waiting until they run out). Returns how many.
+    pub async fn release_leases_of(&self, owner: &str) -> Result<u64, DbError> {
+        let done = sqlx::query(
+            "UPDATE certificates SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1",
+        )
+        .bind(owner)
+        .execute(&self.pool)
+        .await
+        .ctx(|| format!("releasing the renewal leases of node {owner:?}"))?;
+        Ok(done.rows_affected())
+    }
+
     /// `true` if a row was affected; `false` if none was but the certificate exists.
     async fn affected_or_missing(&self, rows: u64, name: &str) -> Result<bool, DbError> {
         if rows > 0 {

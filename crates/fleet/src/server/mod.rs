@@ -32,6 +32,8 @@ pub const DB_FILE: &str = "fleet.db";
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 pub const CUSTODY_KEY_FILE: &str = "custody.key";
 pub const API_URL_FILE: &str = "api.url";
+/// This node's lease owner name (see [`node_id`]).
+pub const NODE_ID_FILE: &str = "node.id";
 const CA_CERT_SETTING: &str = "internal-ca-cert";
 const CA_KEY_SETTING: &str = "internal-ca-key";
 const ADMIN_TOKEN_SETTING: &str = "admin-token-created";
@@ -62,6 +64,10 @@ pub enum ServeError {
     },
     #[error(transparent)]
     Db(#[from] DbError),
+    #[error(transparent)]
+    Store(certfleet_store::StoreError),
+    #[error("another certfleet serve is running with data dir {}: stop it first, or give this one its own --data-dir", .0.display())]
+    Locked(PathBuf),
     #[error(transparent)]
     Pki(#[from] PkiError),
     #[error(transparent)]
@@ -98,6 +104,12 @@ pub async fn run(
 ) -> Result<(), ServeError> {
     let dir = &cfg.data_dir;
     create_private_dir(dir)?;
+    // One server per data dir: a second would share its node id and leases.
+    let _lock = certfleet_store::lock::DirLock::acquire(dir).map_err(|e| match e {
+        certfleet_store::StoreError::Locked { .. } => ServeError::Locked(dir.clone()),
+        e => ServeError::Store(e),
+    })?;
+    let node = node_id(dir)?;
     let target = cfg
         .database_url
         .clone()
@@ -181,11 +193,13 @@ pub async fn run(
     });
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let node = format!(
-        "{}:{}",
-        std::env::var("HOSTNAME").unwrap_or_else(|_| "node".into()),
-        std::process::id()
-    );
+    // Leases this node still holds were left by a run that was killed: take them back now.
+    let released = db.release_leases_of(&node).await?;
+    if released > 0 {
+        tracing::warn!(
+            "released {released} renewal lease(s) left by an earlier run of node {node} (crash or kill)"
+        );
+    }
     let renewals = Arc::new(renewal::RenewalLoop::new(
         state.clone(),
         cfg.acme.clone(),
@@ -240,6 +254,33 @@ fn create_private_dir(dir: &Path) -> Result<(), ServeError> {
             path: dir.to_path_buf(),
             source,
         })
+}
+
+/// This node's name in renewal leases: made once per data dir (host name and a random part,
+/// so nodes sharing a PostgreSQL database differ) and kept, so a restarted node knows its own
+/// leases.
+fn node_id(dir: &Path) -> Result<String, ServeError> {
+    let path = dir.join(NODE_ID_FILE);
+    let io = |what, source| ServeError::Io {
+        what,
+        path: path.clone(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io("cannot read the node id", e)),
+    }
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".into());
+    let id = format!("{host}-{:08x}", rand::random::<u32>());
+    certfleet_store::atomic::write_file(&path, format!("{id}\n").as_bytes(), 0o644)
+        .map_err(ServeError::Store)?;
+    Ok(id)
 }
 
 /// The internal CA, from the database (made and stored on the very first start).
