@@ -27,6 +27,8 @@
 //! certificate the server's internal CA issued them at enrollment. The two credential kinds are
 //! different on purpose: an agent credential can never act as an admin.
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 
 /// Version 1 of the API; a breaking change gets a new prefix.
@@ -85,7 +87,7 @@ pub struct NewHost {
 }
 
 /// Answer to `host add`: the one-time enrollment token to give `certfleet agent enroll`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct HostEnrollment {
     pub host: String,
     /// Carries the server URL, the API fingerprint and the secret (see [`crate::token`]).
@@ -232,7 +234,7 @@ pub struct CertificateDetail {
 }
 
 /// `POST enroll`: the host proves it holds the one-time token and asks for its credential.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct EnrollRequest {
     /// The secret part of the enrollment token (never the whole token: URL and fingerprint
     /// are the client's business).
@@ -268,7 +270,7 @@ pub struct Assignment {
 }
 
 /// `GET agent/certificates/{name}`: what the server gives this host for a certificate.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Delivery {
     pub certificate: String,
     pub identifiers: Vec<String>,
@@ -316,6 +318,43 @@ pub struct ApiError {
     pub message: String,
 }
 
+/// Debug output that may end up in a log: secrets (tokens, private keys) are shown redacted.
+const REDACTED: &str = "<redacted>";
+
+impl fmt::Debug for HostEnrollment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HostEnrollment")
+            .field("host", &self.host)
+            .field("enrollment_token", &REDACTED)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+impl fmt::Debug for EnrollRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EnrollRequest")
+            .field("secret", &REDACTED)
+            .field("csr_pem", &self.csr_pem)
+            .field("agent_version", &self.agent_version)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Delivery")
+            .field("certificate", &self.certificate)
+            .field("identifiers", &self.identifiers)
+            .field("serial", &self.serial)
+            .field("not_before", &self.not_before)
+            .field("not_after", &self.not_after)
+            .field("key_pem", &self.key_pem.as_ref().map(|_| REDACTED))
+            .field("key_sha256", &self.key_sha256)
+            .finish_non_exhaustive()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -347,5 +386,35 @@ mod tests {
         assert_eq!(c.custody, Custody::Agent);
         assert_eq!(c.key_type, "ecdsa-p256");
         assert!(c.hosts.is_empty());
+    }
+
+    #[test]
+    fn debug_output_redacts_secrets() {
+        let d = Delivery {
+            certificate: "www".into(),
+            identifiers: vec!["www.example.test".into()],
+            serial: "01".into(),
+            not_before: 0,
+            not_after: 1,
+            cert_pem: String::new(),
+            chain_pem: String::new(),
+            fullchain_pem: String::new(),
+            key_pem: Some("-----BEGIN PRIVATE KEY-----\nsecret\n".into()),
+            key_sha256: "ab".into(),
+        };
+        let e = EnrollRequest {
+            secret: "s3cr3t".into(),
+            csr_pem: String::new(),
+            agent_version: "1".into(),
+        };
+        let h = HostEnrollment {
+            host: "web1".into(),
+            enrollment_token: "cfe1_s3cr3t".into(),
+            expires_at: 0,
+        };
+        for text in [format!("{d:?}"), format!("{e:?}"), format!("{h:?}")] {
+            assert!(!text.contains("PRIVATE KEY") && !text.contains("s3cr3t"), "{text}");
+            assert!(text.contains("<redacted>"), "{text}");
+        }
     }
 }
