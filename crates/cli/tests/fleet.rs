@@ -159,6 +159,7 @@ struct Host {
     dir: PathBuf,
     nginx: Nginx,
     config: PathBuf,
+    https_port: u16,
 }
 
 impl Host {
@@ -212,7 +213,12 @@ impl Host {
         .replace("HTTPS_PORT", &https_port.to_string());
         let config = dir.join("agent.toml");
         std::fs::write(&config, toml).unwrap();
-        Host { dir, nginx, config }
+        Host {
+            dir,
+            nginx,
+            config,
+            https_port,
+        }
     }
 
     fn state(&self) -> PathBuf {
@@ -495,4 +501,57 @@ fn fleet_on_postgres_renews_dns01_through_bind_and_survives_kill_9() {
         "{}",
         stderr(&second)
     );
+}
+
+#[test]
+fn endpoint_serving_another_certificate_is_rolled_back_and_reported() {
+    let http01 = free_port();
+    let pebble = Pebble::builder().http_port(http01).start().unwrap();
+    let tmp = world_readable_tempdir();
+    let server = Server::start(&pebble, &tmp.path().join("server"), Some(http01), &[]);
+    let token = server.fleet_ok(&["host", "add", "web1"]).trim().to_string();
+    let web1 = Host::new(tmp.path(), "web1", &[("www", "www.example.test")]);
+    // The agent verifies against an endpoint that never serves what it installs (a second
+    // nginx with its own certificate): a wrong `verify`, or a service that ignores the files.
+    let other = Host::new(tmp.path(), "other", &[("x", "x.example.test")]);
+    let config = std::fs::read_to_string(&web1.config).unwrap();
+    let mine = format!("verify = \"127.0.0.1:{}\"", web1.https_port);
+    assert!(config.contains(&mine));
+    std::fs::write(
+        &web1.config,
+        config.replace(&mine, &format!("verify = \"127.0.0.1:{}\"", other.https_port)),
+    )
+    .unwrap();
+    let placeholder = std::fs::read(web1.dir.join("tls/www.pem")).unwrap();
+    let placeholder_serial = web1.served_serial("www.example.test");
+
+    let enrolled = web1.agent(&["enroll", "--state-dir", web1.state().to_str().unwrap(), &token]);
+    assert!(enrolled.status.success(), "{}", stderr(&enrolled));
+    server.fleet_ok(&["cert", "add", "www", "-d", "www.example.test", "--host", "web1"]);
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (out, install) = loop {
+        let out = web1.run_once();
+        let show = server.show("www");
+        let install = show["installs"][0].clone();
+        if install["state"] == "rolled-back" {
+            break (out, install);
+        }
+        assert!(Instant::now() < deadline, "no rollback: {show}\n{}", stderr(&out));
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    // Non-zero exit, the previous files back in place, nginx still on them, the reason reported.
+    assert!(!out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("www: RolledBack"), "{}", stderr(&out));
+    assert_eq!(std::fs::read(web1.dir.join("tls/www.pem")).unwrap(), placeholder);
+    assert_eq!(web1.served_serial("www.example.test"), placeholder_serial);
+    let error = install["error"].as_str().unwrap_or_default();
+    assert!(!error.is_empty(), "{install}");
+    let kinds: Vec<String> = server.show("www")["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert!(kinds.iter().any(|k| k == "rolled-back"), "{kinds:?}");
 }

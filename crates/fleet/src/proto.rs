@@ -413,7 +413,10 @@ mod tests {
             expires_at: 0,
         };
         for text in [format!("{d:?}"), format!("{e:?}"), format!("{h:?}")] {
-            assert!(!text.contains("PRIVATE KEY") && !text.contains("s3cr3t"), "{text}");
+            assert!(
+                !text.contains("PRIVATE KEY") && !text.contains("s3cr3t"),
+                "{text}"
+            );
             assert!(text.contains("<redacted>"), "{text}");
         }
     }
