@@ -415,6 +415,58 @@ fn fleet_on_sqlite_issues_installs_verifies_and_keeps_hosts_apart() {
         stderr(&no_token)
     );
 
+    // Failed authentication is logged and, after ten in a minute, refused outright.
+    let mut last = no_token;
+    for _ in 0..10 {
+        last = Command::new(BIN)
+            .args([
+                "fleet",
+                "--url",
+                url.trim(),
+                "--fingerprint",
+                fp.trim(),
+                "--token-file",
+            ])
+            .arg(&bad)
+            .args(["host", "list"])
+            .output()
+            .unwrap();
+    }
+    assert!(!last.status.success());
+    assert!(
+        stderr(&last).contains("too many failed authentications"),
+        "{}",
+        stderr(&last)
+    );
+    assert!(
+        server.log().contains("the admin token is not valid"),
+        "{}",
+        tail(&server.log())
+    );
+
+    // Plain HTTP is refused with the way out, and nothing of the API behind it.
+    let authority = url
+        .trim()
+        .trim_start_matches("https://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let mut plain = std::net::TcpStream::connect(&authority).unwrap();
+    plain.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    use std::io::{Read, Write};
+    plain
+        .write_all(b"GET /api/v1/hosts HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = plain.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 400") && answer.contains("speaks HTTPS"),
+        "{answer}"
+    );
+    assert!(!answer.contains("web1"), "{answer}");
+
     // Nothing secret in the server's log.
     let log = server.log();
     let admin = std::fs::read_to_string(data.join("admin.token")).unwrap();
