@@ -339,7 +339,7 @@ fn fleet_on_sqlite_issues_installs_verifies_and_keeps_hosts_apart() {
     assert!(stderr(&refused).contains("agent custody"), "{}", stderr(&refused));
 
     let out = web1.converge(&server);
-    assert!(stderr(&out).contains("www: Verified"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("www: verified"), "{}", stderr(&out));
     web2.converge(&server);
 
     // What each nginx serves is what the server issued.
@@ -530,7 +530,7 @@ fn fleet_on_postgres_renews_dns01_through_bind_and_survives_kill_9() {
     assert!(shown["serial"].as_str().is_some(), "{shown}");
     let renewed = server.wait_serial("wild", Some(&first), Duration::from_secs(60));
     let out = web1.converge(&server);
-    assert!(stderr(&out).contains("wild: Verified"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("wild: verified"), "{}", stderr(&out));
     assert_eq!(web1.served_serial("api.fleet.example.test"), renewed);
     let fullchain = std::fs::read(web1.dir.join("tls/wild.pem")).unwrap();
     pebble
@@ -594,7 +594,7 @@ fn endpoint_serving_another_certificate_is_rolled_back_and_reported() {
     };
     // Non-zero exit, the previous files back in place, nginx still on them, the reason reported.
     assert!(!out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains("www: RolledBack"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("www: rolled-back"), "{}", stderr(&out));
     assert_eq!(std::fs::read(web1.dir.join("tls/www.pem")).unwrap(), placeholder);
     assert_eq!(web1.served_serial("www.example.test"), placeholder_serial);
     let error = install["error"].as_str().unwrap_or_default();

@@ -199,6 +199,27 @@ pub enum InstallState {
     Waiting,
 }
 
+impl InstallState {
+    /// The state as the API and `cert show` spell it (kebab-case).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstallState::Verified => "verified",
+            InstallState::Installed => "installed",
+            InstallState::ConfigTestFailed => "config-test-failed",
+            InstallState::RolledBack => "rolled-back",
+            InstallState::Failed => "failed",
+            InstallState::NotConfigured => "not-configured",
+            InstallState::Waiting => "waiting",
+        }
+    }
+}
+
+impl fmt::Display for InstallState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HostInstallView {
     pub host: String,
@@ -418,6 +439,22 @@ mod tests {
                 "{text}"
             );
             assert!(text.contains("<redacted>"), "{text}");
+        }
+    }
+
+    #[test]
+    fn install_state_names_are_the_wire_names() {
+        use InstallState::*;
+        for st in [
+            Verified,
+            Installed,
+            ConfigTestFailed,
+            RolledBack,
+            Failed,
+            NotConfigured,
+            Waiting,
+        ] {
+            assert_eq!(serde_json::to_string(&st).unwrap(), format!("\"{st}\""));
         }
     }
 }

@@ -114,8 +114,8 @@ fn print_summary(host: &str, s: &SyncSummary) {
         let r = &i.report;
         let serial = r.installed_serial.as_deref().unwrap_or("-");
         match &r.error {
-            Some(e) => eprintln!("{host}: {}: {:?} (serial {serial}): {e}", i.certificate, r.state),
-            None => eprintln!("{host}: {}: {:?} (serial {serial})", i.certificate, r.state),
+            Some(e) => eprintln!("{host}: {}: {} (serial {serial}): {e}", i.certificate, r.state),
+            None => eprintln!("{host}: {}: {} (serial {serial})", i.certificate, r.state),
         }
     }
     if s.items.is_empty() {
