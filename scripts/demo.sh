@@ -109,7 +109,7 @@ NGINX
 state_dir = "$dir/state"
 
 [[install]]
-certificate = "$host"
+certificate = "site-$host"
 fullchain = "$dir/tls/site.pem"
 key = "$dir/tls/site.key"
 config_test_command = [$nginx_cmd, "-t"]
@@ -120,8 +120,8 @@ TOML
   echo "== certfleet fleet host add $host; certfleet agent enroll (on $host)"
   token=$("${fleet[@]}" host add "$host")
   "$bin" agent enroll --state-dir "$dir/state" "$token"
-  echo "== certfleet fleet cert add $host -d $host.fleet.example.test --host $host"
-  "${fleet[@]}" cert add "$host" -d "$host.fleet.example.test" --host "$host"
+  echo "== certfleet fleet cert add site-$host -d $host.fleet.example.test --host $host"
+  "${fleet[@]}" cert add "site-$host" -d "$host.fleet.example.test" --host "$host"
 done
 
 for host in web1 web2; do
