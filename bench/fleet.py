@@ -1,18 +1,21 @@
 #!/usr/bin/env python3
 """Fleet mode against a local Pebble: time from `fleet cert add` to "N hosts serve it, verified",
-and the memory of the server and of an idle agent.
+and the memory of the server and of an idle agent; then the server with a large fleet
+(--fleet-size copies of the issued certificate written straight into its SQLite database, none
+due): its RSS and how long `fleet cert list` takes.
 
 Each host is a real nginx on loopback with its own `certfleet agent` config; the certificate is
 one of server custody shared by all hosts (so every agent installs the same one), issued by
 http-01 answered by the server's own responder. The agents sync with `agent run --once`, all at
 once, right after the server has issued (what their next poll would do).
 
-    ./bench/fleet.py --hosts 10 --runs 3
+    ./bench/fleet.py --hosts 10 --runs 3 --fleet-size 100000
 """
 import argparse
 import json
 import os
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -87,7 +90,20 @@ sni = "shared.bench.test"
         raise SystemExit(f"{self.name}: the agent did not converge")
 
 
-def one_run(pebble, n_hosts):
+def grow(data, n):
+    """n copies of the issued `shared` row, straight into the server's SQLite database."""
+    cols = ("identifiers, enabled, key_type, challenge, custody, acme_server, created_at, version, cert_pem, "
+            "chain_pem, serial, not_before, not_after, issuer, key_sha256, issued_at, key_blob, next_attempt, "
+            "next_attempt_reason")
+    db = sqlite3.connect(os.path.join(data, "fleet.db"), timeout=30)
+    with db:
+        db.execute(f"""INSERT INTO certificates (name, {cols})
+            WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < ?)
+            SELECT 'bulk-' || seq.n, {cols} FROM certificates, seq WHERE name = 'shared'""", (n,))
+    db.close()
+
+
+def one_run(pebble, n_hosts, fleet_size):
     root = tempfile.mkdtemp(prefix="certfleet-bench-fleet-")
     data = os.path.join(root, "server")
     api = free_port()
@@ -140,8 +156,18 @@ def one_run(pebble, n_hosts):
         agent.terminate()
         agent.wait()
         server_rss, server_peak = kib(server.pid, "VmRSS"), kib(server.pid, "VmHWM")
-        return dict(setup=setup, issued=issued, verified=all_verified, server_rss=server_rss,
-                    server_peak=server_peak, agent_rss=agent_rss)
+        result = dict(setup=setup, issued=issued, verified=all_verified, server_rss=server_rss,
+                      server_peak=server_peak, agent_rss=agent_rss)
+        if fleet_size:
+            grow(data, fleet_size)
+            time.sleep(2)  # a renewal-loop pass over the grown table
+            t = time.monotonic()
+            out = subprocess.run(fleet + ["cert", "list"], check=True, capture_output=True).stdout
+            result["list"] = time.monotonic() - t
+            assert out.count(b"\n") > fleet_size, "cert list shows every certificate"
+            time.sleep(1)
+            result["big_rss"], result["big_peak"] = kib(server.pid, "VmRSS"), kib(server.pid, "VmHWM")
+        return result
     finally:
         server.terminate()
         server.wait()
@@ -154,13 +180,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--hosts", type=int, default=10)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--fleet-size", type=int, default=0, help="then grow the store to this many certificates")
     ap.add_argument("--no-build", action="store_true")
     a = ap.parse_args()
     if not a.no_build:
         subprocess.run(["cargo", "build", "--release", "--locked", "-q", "-p", "certfleet"], cwd=ROOT, check=True)
     pebble = Pebble()
     try:
-        runs = [one_run(pebble, a.hosts) for _ in range(a.runs)]
+        runs = [one_run(pebble, a.hosts, a.fleet_size) for _ in range(a.runs)]
     finally:
         pebble.close()
     med = lambda k: statistics.median(r[k] for r in runs)
@@ -170,6 +197,9 @@ def main():
     print(f"  fleet cert add -> {a.hosts} hosts serve it, verified: {med('verified'):.2f} s")
     print(f"  server RSS after the run: {med('server_rss') / 1024:.1f} MiB (peak {med('server_peak') / 1024:.1f} MiB)")
     print(f"  idle agent RSS:           {med('agent_rss') / 1024:.1f} MiB")
+    if a.fleet_size:
+        print(f"  with {a.fleet_size:,} certificates: `fleet cert list` {med('list'):.2f} s; server RSS "
+              f"{med('big_rss') / 1024:.1f} MiB (peak {med('big_peak') / 1024:.1f} MiB)")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ use serde::de::DeserializeOwned;
 
 use crate::proto::{
     API_PREFIX, ApiError, Assignment, CertificateDetail, CertificateView, CsrUpload, Delivery, EnrollRequest,
-    EnrollResponse, HostEnrollment, HostView, InstallReport, NewCertificate, NewHost,
+    EnrollResponse, HostEnrollment, HostView, InstallReport, LIST_PAGE, NewCertificate, NewHost,
 };
 use crate::tls::{ALPN, PinMismatch, PinnedServerVerifier, provider};
 
@@ -310,8 +310,25 @@ impl FleetClient {
         self.json(Method::POST, &["certificates"], Some(cert)).await
     }
 
+    /// Every certificate, fetched page by page ([`crate::proto::LIST_PAGE`] at a time).
     pub async fn list_certificates(&self) -> Result<Vec<CertificateView>, ClientError> {
-        self.json(Method::GET, &["certificates"], NO_BODY).await
+        let mut all: Vec<CertificateView> = Vec::new();
+        loop {
+            let mut url = self.endpoint(&["certificates"]);
+            {
+                let mut q = url.query_pairs_mut();
+                q.append_pair("limit", &LIST_PAGE.to_string());
+                if let Some(last) = all.last() {
+                    q.append_pair("after", &last.name);
+                }
+            }
+            let page: Vec<CertificateView> = self.json_at(Method::GET, url, NO_BODY).await?;
+            let done = page.len() < LIST_PAGE as usize;
+            all.extend(page);
+            if done {
+                return Ok(all);
+            }
+        }
     }
 
     pub async fn show_certificate(&self, name: &str) -> Result<CertificateDetail, ClientError> {
@@ -393,7 +410,15 @@ impl FleetClient {
         segments: &[&str],
         body: Option<&(impl Serialize + ?Sized)>,
     ) -> Result<(String, Vec<u8>), ClientError> {
-        let url = self.endpoint(segments);
+        self.send_to(method, self.endpoint(segments), body).await
+    }
+
+    async fn send_to(
+        &self,
+        method: Method,
+        url: url::Url,
+        body: Option<&(impl Serialize + ?Sized)>,
+    ) -> Result<(String, Vec<u8>), ClientError> {
         let mut request = self.inner.http.request(method, url.clone());
         if let Some(body) = body {
             request = request.json(body);
@@ -413,7 +438,16 @@ impl FleetClient {
         segments: &[&str],
         body: Option<&(impl Serialize + ?Sized)>,
     ) -> Result<T, ClientError> {
-        let (url, bytes) = self.send(method, segments, body).await?;
+        self.json_at(method, self.endpoint(segments), body).await
+    }
+
+    async fn json_at<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        url: url::Url,
+        body: Option<&(impl Serialize + ?Sized)>,
+    ) -> Result<T, ClientError> {
+        let (url, bytes) = self.send_to(method, url, body).await?;
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
             url,
             reason: format!("not the expected JSON ({e})"),

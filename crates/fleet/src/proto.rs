@@ -179,6 +179,20 @@ pub struct CertificateView {
     pub last_error: Option<String>,
 }
 
+/// `GET certificates` answers pages of this many certificates unless `limit` says otherwise
+/// (`?after=NAME&limit=N`, at most [`MAX_PAGE`]); a shorter page is the last.
+pub const LIST_PAGE: u32 = 1000;
+pub const MAX_PAGE: u32 = 10_000;
+
+/// `GET certificates` query: the page after certificate `after`, by name.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ListQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
 /// What one host reports about one certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

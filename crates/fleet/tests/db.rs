@@ -1003,7 +1003,7 @@ async fn views(t: TestDb) {
     db.commit_issued("www", &commit(&issued("0b", T0), None))
         .await
         .unwrap();
-    let v = db.certificate_views(T0 + 1).await.unwrap();
+    let v = db.certificate_views(T0 + 1, None, 100).await.unwrap();
     assert_eq!(v.len(), 2);
     assert_eq!(
         (v[0].name.as_str(), v[0].state, v[0].hosts.len()),
@@ -1015,8 +1015,15 @@ async fn views(t: TestDb) {
         (v[1].serial.as_deref(), v[1].issuer.as_deref()),
         (Some("0b"), Some("Pebble Intermediate"))
     );
-    let expired = db.certificate_views(T0 + 91 * 24 * HOUR).await.unwrap();
+    let expired = db.certificate_views(T0 + 91 * 24 * HOUR, None, 100).await.unwrap();
     assert_eq!(expired[1].state, CertState::Expired);
+    // Pages by name: one at a time, each with its own hosts.
+    let first = db.certificate_views(T0 + 1, None, 1).await.unwrap();
+    assert_eq!((first.len(), first[0].name.as_str()), (1, "api"));
+    let second = db.certificate_views(T0 + 1, Some("api"), 1).await.unwrap();
+    assert_eq!((second[0].name.as_str(), second[0].hosts.len()), ("www", 2));
+    assert_eq!(second[0].serial.as_deref(), Some("0b"));
+    assert!(db.certificate_views(T0 + 1, Some("www"), 1).await.unwrap().is_empty());
 
     db.put_install_report("web1", &report(InstallState::Verified, "0b"), T0 + 2)
         .await

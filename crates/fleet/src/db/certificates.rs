@@ -551,12 +551,45 @@ impl FleetDb {
         })
     }
 
-    /// Every certificate as the admin API lists it, by name.
-    pub async fn certificate_views(&self, now: UnixTime) -> Result<Vec<CertificateView>, DbError> {
-        let certs = self.list_certificates().await?;
+    /// One page of certificates as the admin API lists them: by name, the first `limit` after
+    /// `after`, read without their PEMs (a list of 100,000 must not hold 100,000 chains).
+    pub async fn certificate_views(
+        &self,
+        now: UnixTime,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<CertificateView>, DbError> {
+        let op = || "listing certificates".to_owned();
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            cert_summary_columns!(),
+            " FROM certificates WHERE ($1 IS NULL OR name > $1) ORDER BY name LIMIT $2"
+        ))
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .ctx(op)?;
+        let certs = certs_from_rows(&rows)?;
+        let (Some(first), Some(last)) = (certs.first(), certs.last()) else {
+            return Ok(Vec::new());
+        };
+        let pairs = sqlx::query(
+            "SELECT c.name AS certificate, h.name AS host FROM assignments a \
+             JOIN certificates c ON c.id = a.certificate_id JOIN hosts h ON h.id = a.host_id \
+             WHERE c.name >= $1 AND c.name <= $2 ORDER BY h.name",
+        )
+        .bind(&first.name)
+        .bind(&last.name)
+        .fetch_all(&self.pool)
+        .await
+        .ctx(op)?;
         let mut hosts: HashMap<String, Vec<String>> = HashMap::new();
-        for (cert, host) in self.all_assignments().await? {
-            hosts.entry(cert).or_default().push(host);
+        for r in &pairs {
+            hosts
+                .entry(r.try_get("certificate").ctx(op)?)
+                .or_default()
+                .push(r.try_get("host").ctx(op)?);
         }
         Ok(certs
             .iter()

@@ -4,7 +4,7 @@
 
 use std::path::Path as FsPath;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -19,7 +19,7 @@ use crate::pki;
 use crate::proto::{
     API_PREFIX, Assignment, CertificateDetail, CertificateView, ChallengeSettings, CsrUpload, Custody,
     Delivery, EnrollRequest, EnrollResponse, HostEnrollment, HostView, InstallReport, InstallState,
-    NewCertificate, NewHost,
+    LIST_PAGE, ListQuery, MAX_PAGE, NewCertificate, NewHost,
 };
 use crate::token::{EnrollmentToken, hash_secret, new_secret};
 
@@ -227,8 +227,15 @@ fn check_challenge(s: &AppState, c: &ChallengeSettings, ids: &[Identifier]) -> A
     }
 }
 
-async fn list_certificates(State(s): State<AppState>, _: Admin) -> ApiResult<Json<Vec<CertificateView>>> {
-    Ok(Json(s.db.certificate_views(s.now()).await?))
+async fn list_certificates(
+    State(s): State<AppState>,
+    _: Admin,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Vec<CertificateView>>> {
+    let limit = q.limit.unwrap_or(LIST_PAGE).clamp(1, MAX_PAGE);
+    Ok(Json(
+        s.db.certificate_views(s.now(), q.after.as_deref(), limit).await?,
+    ))
 }
 
 async fn show_certificate(
