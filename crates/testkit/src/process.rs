@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -29,7 +30,8 @@ impl Proc {
     pub(crate) fn spawn(name: &str, cmd: &mut Command, log: &Path) -> Result<Proc> {
         let out = File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let err = out.try_clone()?;
-        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+        // Its own process group, so stopping it also stops what it started (nginx's workers).
+        cmd.stdin(Stdio::null()).stdout(out).stderr(err).process_group(0);
         let child = cmd.spawn().with_context(|| format!("starting {name}: {cmd:?}"))?;
         Ok(Proc {
             name: name.to_owned(),
@@ -133,13 +135,25 @@ impl Proc {
             let deadline = Instant::now() + Duration::from_secs(5);
             while Instant::now() < deadline {
                 if matches!(self.child.try_wait(), Ok(Some(_))) {
+                    self.kill_group();
                     return;
                 }
                 std::thread::sleep(POLL);
             }
         }
+        self.kill_group();
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// SIGKILL to the whole process group: a child the leader left behind (an nginx worker of a
+    /// master killed on a busy machine) would otherwise keep serving on the test's port.
+    fn kill_group(&self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
