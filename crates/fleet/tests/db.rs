@@ -1015,7 +1015,10 @@ async fn views(t: TestDb) {
         (v[1].serial.as_deref(), v[1].issuer.as_deref()),
         (Some("0b"), Some("Pebble Intermediate"))
     );
-    let expired = db.certificate_views(T0 + 91 * 24 * HOUR, None, 100).await.unwrap();
+    let expired = db
+        .certificate_views(T0 + 91 * 24 * HOUR, None, 100)
+        .await
+        .unwrap();
     assert_eq!(expired[1].state, CertState::Expired);
     // Pages by name: one at a time, each with its own hosts.
     let first = db.certificate_views(T0 + 1, None, 1).await.unwrap();
@@ -1023,7 +1026,12 @@ async fn views(t: TestDb) {
     let second = db.certificate_views(T0 + 1, Some("api"), 1).await.unwrap();
     assert_eq!((second[0].name.as_str(), second[0].hosts.len()), ("www", 2));
     assert_eq!(second[0].serial.as_deref(), Some("0b"));
-    assert!(db.certificate_views(T0 + 1, Some("www"), 1).await.unwrap().is_empty());
+    assert!(
+        db.certificate_views(T0 + 1, Some("www"), 1)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     db.put_install_report("web1", &report(InstallState::Verified, "0b"), T0 + 2)
         .await

@@ -560,12 +560,21 @@ impl FleetDb {
         limit: u32,
     ) -> Result<Vec<CertificateView>, DbError> {
         let op = || "listing certificates".to_owned();
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            cert_summary_columns!(),
-            " FROM certificates WHERE ($1 IS NULL OR name > $1) ORDER BY name LIMIT $2"
-        ))
-        .bind(after)
+        // Two statements rather than `$1 IS NULL OR name > $1`, which the planners cannot answer
+        // from the name index: every page would scan and sort the whole table.
+        let rows = match after {
+            Some(after) => sqlx::query(concat!(
+                "SELECT ",
+                cert_summary_columns!(),
+                " FROM certificates WHERE name > $1 ORDER BY name LIMIT $2"
+            ))
+            .bind(after),
+            None => sqlx::query(concat!(
+                "SELECT ",
+                cert_summary_columns!(),
+                " FROM certificates ORDER BY name LIMIT $1"
+            )),
+        }
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await
