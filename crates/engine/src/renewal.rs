@@ -197,14 +197,15 @@ pub async fn run_pass(store: &Store, opts: PassOptions) -> Result<PassReport, En
         None => CaCache::load(&state_dir(store)),
     };
 
-    // 1. Load, in parallel: file reads and certificate parsing only. A lineage of a CA known
-    //    to have no ARI is decided right there, and only a small report is kept of it unless
-    //    it is due.
+    // 1. Load, in parallel: file reads and certificate parsing only. A lineage not due under
+    //    the lifetime rule is decided right there, and only a small report is kept of it,
+    //    unless its CA is known to have ARI.
     let loaded = load::load_all(store, states.as_ref(), &names, &opts, &|server: &str| {
-        cache.has_ari(server, now) == Some(false)
+        cache.has_ari(server, now)
     });
     let mut report = PassReport::default();
     let mut ok: Vec<Loaded> = Vec::new();
+    let mut tentative = Vec::new();
     let mut decisions: Vec<(Decision, Option<LineageState>)> = Vec::new();
     for (name, r) in names.iter().zip(loaded) {
         match r {
@@ -213,18 +214,40 @@ pub async fn run_pass(store: &Store, opts: PassOptions) -> Result<PassReport, En
                 report.lineages.push(rep);
                 decisions.push((d, None));
             }
-            Load::Broken(error) => report.lineages.push(LineageReport {
-                name: name.clone(),
-                domains: vec![],
-                not_after: None,
-                outcome: Outcome::Broken { error },
-            }),
+            Load::Tentative(t) => tentative.push(t),
+            Load::Broken(error) => report.lineages.push(broken(name, error)),
         }
     }
 
     // 2. Only the network we need.
     let mut clients = ari::Clients::default();
-    ari::learn_directories(&ok, &mut clients, &mut cache, now, &mut report).await;
+    let servers = ok
+        .iter()
+        .map(|l| (&l.server, &l.ca_bundle))
+        .chain(tentative.iter().map(|t| (&t.server, &t.ca_bundle)));
+    ari::learn_directories(servers, &mut clients, &mut cache, now, &mut report).await;
+    // A tentative decision stands unless its CA turned out to have ARI: then it is loaded
+    // again, whole, for its window (rare: only on the first run at an ARI CA, which polls
+    // every window anyway).
+    let mut reload = Vec::new();
+    for t in tentative {
+        if cache.has_ari(&t.server, now) == Some(true) {
+            reload.push(t.report.name);
+        } else {
+            report.lineages.push(t.report);
+            decisions.push((t.decision, None));
+        }
+    }
+    if !reload.is_empty() {
+        let again = load::load_all(store, states.as_ref(), &reload, &opts, &|_: &str| Some(true));
+        for (name, r) in reload.iter().zip(again) {
+            match r {
+                Load::Full(l) => ok.push(*l),
+                Load::Broken(error) => report.lineages.push(broken(name, error)),
+                Load::Settled(..) | Load::Tentative(_) => unreachable!("loaded as an ARI CA's"),
+            }
+        }
+    }
     ari::poll_due_windows(&mut ok, &cache, &mut clients, states.as_ref(), &opts, &mut report).await;
     if !opts.dry_run {
         cache.save();
@@ -266,6 +289,15 @@ pub async fn run_pass(store: &Store, opts: PassOptions) -> Result<PassReport, En
     report.lineages.sort_by(|a, b| a.name.cmp(&b.name));
     report.next_wakeup = next_wakeup(opts.clock.now(), decisions.iter().map(|(d, s)| (d, s.as_ref())));
     Ok(report)
+}
+
+fn broken(name: &str, error: String) -> LineageReport {
+    LineageReport {
+        name: name.to_string(),
+        domains: vec![],
+        not_after: None,
+        outcome: Outcome::Broken { error },
+    }
 }
 
 /// certfleet-renew's decision for a loaded lineage, with this pass's settings.

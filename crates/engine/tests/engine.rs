@@ -132,6 +132,9 @@ async fn issue_returns_the_bundle_and_renewal_pass_uses_the_clock() {
     };
     let now = issued.info.not_before + time::Duration::days(1);
     let events = Arc::new(Recorder::default());
+    // A first pass with nothing due (no state, no directory cache yet) writes nothing but the
+    // CA directory cache; a later one writes nothing at all.
+    let before = snapshot(tmp.path());
     let report = renewal::run_pass(&store, pass(Arc::new(FixedClock::new(now)), events.clone()))
         .await
         .unwrap();
@@ -140,6 +143,23 @@ async fn issue_returns_the_bundle_and_renewal_pass_uses_the_clock() {
         "{report:?}"
     );
     assert!(events.lines().is_empty(), "{:?}", events.lines());
+    let after = snapshot(tmp.path());
+    let state_dir = store.dirs().work_dir.join("renewal-state");
+    let changed = changes(&before, &after);
+    assert_eq!(
+        changed,
+        vec![state_dir.join("ca-directories.cache")],
+        "a first pass with nothing due"
+    );
+    let report = renewal::run_pass(&store, pass(Arc::new(FixedClock::new(now)), events.clone()))
+        .await
+        .unwrap();
+    assert!(
+        matches!(report.lineages[0].outcome, Outcome::NotDue { .. }),
+        "{report:?}"
+    );
+    let changed = changes(&after, &snapshot(tmp.path()));
+    assert!(changed.is_empty(), "a later pass with nothing due: {changed:?}");
 
     let late = issued.info.not_after - time::Duration::days(1);
     let report = renewal::run_pass(&store, pass(Arc::new(FixedClock::new(late)), events.clone()))
@@ -155,4 +175,38 @@ async fn issue_returns_the_bundle_and_renewal_pass_uses_the_clock() {
     // The success was recorded at the clock's time, not the wall clock's.
     let state = renewal::lineage_state(&store, name).unwrap();
     assert_eq!(state.last_attempt, Some(late));
+}
+
+type Snapshot = std::collections::BTreeMap<std::path::PathBuf, (std::time::SystemTime, u64)>;
+
+/// Every file and link under `root` with its mtime and size (links not followed; directories
+/// only change when one of these does).
+fn snapshot(root: &std::path::Path) -> Snapshot {
+    let mut out = Snapshot::new();
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(dir) = todo.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            let meta = e.path().symlink_metadata().unwrap();
+            if meta.is_dir() {
+                todo.push(e.path());
+            } else {
+                out.insert(e.path(), (meta.modified().unwrap(), meta.len()));
+            }
+        }
+    }
+    out
+}
+
+/// The paths added, removed or modified between two snapshots, sorted.
+fn changes(a: &Snapshot, b: &Snapshot) -> Vec<std::path::PathBuf> {
+    let mut out: Vec<_> = a
+        .keys()
+        .chain(b.keys())
+        .filter(|p| a.get(*p) != b.get(*p))
+        .cloned()
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }

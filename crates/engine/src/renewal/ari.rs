@@ -35,21 +35,18 @@ impl Clients {
     }
 }
 
-/// Read the directory of every server whose ARI support the cache does not know.
-pub(super) async fn learn_directories(
-    ok: &[Loaded],
+/// Read the directory of every server (with its CA bundle) whose ARI support the cache does
+/// not know.
+pub(super) async fn learn_directories<'a>(
+    servers: impl Iterator<Item = (&'a String, &'a Option<PathBuf>)>,
     clients: &mut Clients,
     cache: &mut CaCache,
     now: OffsetDateTime,
     report: &mut PassReport,
 ) {
-    let mut servers: Vec<(String, Option<PathBuf>)> = ok
-        .iter()
-        .map(|l| (l.server.clone(), l.ca_bundle.clone()))
-        .collect();
-    servers.sort();
-    servers.dedup();
-    for (server, bundle) in &servers {
+    // Sorted and deduplicated by reference: thousands of lineages share a few servers.
+    let servers: std::collections::BTreeSet<_> = servers.collect();
+    for (server, bundle) in servers {
         if cache.has_ari(server, now).is_none() {
             match clients.get(server, bundle).await {
                 Ok(c) => cache.record(server, c.directory().renewal_info.is_some(), now),

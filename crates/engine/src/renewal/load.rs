@@ -1,6 +1,8 @@
 //! Step 1 of a pass: read every lineage (conf, links, certificate, failure memory) in a few
 //! threads, without network. A lineage whose CA is known to have no ARI is decided here, so
-//! a large tree with nothing due keeps only small reports in memory.
+//! a large tree with nothing due keeps only small reports in memory. So is one whose CA's ARI
+//! support is not known yet (first run, or the directory cache is a day old), tentatively:
+//! otherwise the first run would keep every lineage whole just to wait for one directory.
 
 use std::path::PathBuf;
 
@@ -28,23 +30,34 @@ pub(super) enum Load {
     Full(Box<Loaded>),
     /// Decided without network and not due: only the report.
     Settled(LineageReport, Decision),
+    /// The CA's ARI support is unknown; decided as for a CA without ARI, and not due that way.
+    /// Settled as is if the directory says the CA has no ARI (or cannot be read), loaded again
+    /// if it has ARI.
+    Tentative(Tentative),
     Broken(String),
 }
 
-/// Load `names`, in order; `no_ari` says whether a server is known to have no ARI.
+pub(super) struct Tentative {
+    pub report: LineageReport,
+    pub decision: Decision,
+    pub server: String,
+    pub ca_bundle: Option<PathBuf>,
+}
+
+/// Load `names`, in order; `has_ari` says whether a server has ARI, if known.
 pub(super) fn load_all(
     store: &Store,
     states: Option<&StateStore>,
     names: &[String],
     opts: &PassOptions,
-    no_ari: &(dyn Fn(&str) -> bool + Sync),
+    has_ari: &(dyn Fn(&str) -> Option<bool> + Sync),
 ) -> Vec<Load> {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2)
         .clamp(1, 8)
         .min(names.len().div_ceil(64).max(1));
-    let one = |n: &String| settle(load_one(store, states, n, opts), opts, no_ari);
+    let one = |n: &String| settle(load_one(store, states, n, opts), opts, has_ari);
     if threads <= 1 {
         return names.iter().map(one).collect();
     }
@@ -61,16 +74,26 @@ pub(super) fn load_all(
     })
 }
 
-fn settle(r: Result<Loaded, String>, opts: &PassOptions, no_ari: &dyn Fn(&str) -> bool) -> Load {
+fn settle(r: Result<Loaded, String>, opts: &PassOptions, has_ari: &dyn Fn(&str) -> Option<bool>) -> Load {
     let l = match r {
         Ok(l) => l,
         Err(e) => return Load::Broken(e),
     };
-    if no_ari(&l.server)
+    let ari = has_ari(&l.server);
+    if ari != Some(true)
         && let Ok(d) = decide_one(&l, opts)
         && let Some(outcome) = waiting(&d)
     {
-        return Load::Settled(LineageReport::new(&l, outcome), d);
+        let report = LineageReport::new(&l, outcome);
+        if ari == Some(false) {
+            return Load::Settled(report, d);
+        }
+        return Load::Tentative(Tentative {
+            report,
+            decision: d,
+            server: l.server,
+            ca_bundle: l.ca_bundle,
+        });
     }
     Load::Full(Box::new(l))
 }
