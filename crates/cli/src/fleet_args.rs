@@ -42,6 +42,10 @@ pub struct ServeArgs {
     /// Certificates renewed at once.
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub jobs: u16,
+    /// /metrics (Prometheus, on the API listener) then needs `Authorization: Bearer TOKEN`, TOKEN
+    /// being this file's contents (trimmed). Without it /metrics is open.
+    #[arg(long, value_name = "FILE")]
+    pub metrics_token: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -142,6 +142,21 @@ impl Server {
         stdout(&out)
     }
 
+    /// `GET /metrics` with curl (`-k`: the API's certificate is self-signed; loopback only):
+    /// the status and the body.
+    fn scrape(&self, token: Option<&str>) -> (u16, String) {
+        let url = std::fs::read_to_string(self.data.join("api.url")).unwrap();
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sk", "--max-time", "20", "-w", "\n%{http_code}"]);
+        if let Some(t) = token {
+            cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
+        }
+        let out = cmd.arg(format!("{}/metrics", url.trim())).output().unwrap();
+        let text = stdout(&out);
+        let (body, code) = text.trim_end().rsplit_once('\n').unwrap_or(("", text.trim()));
+        (code.parse().unwrap_or(0), body.to_string())
+    }
+
     fn show(&self, cert: &str) -> serde_json::Value {
         serde_json::from_str(&self.fleet_ok(&["cert", "show", cert, "--json"])).unwrap()
     }
@@ -273,7 +288,14 @@ fn fleet_on_sqlite_issues_installs_verifies_and_keeps_hosts_apart() {
     let http01 = free_port();
     let pebble = Pebble::builder().http_port(http01).start().unwrap();
     let tmp = world_readable_tempdir();
-    let server = Server::start(&pebble, &tmp.path().join("server"), Some(http01), &[]);
+    let metrics_token = tmp.path().join("metrics.token");
+    std::fs::write(&metrics_token, "metrics-s3cret\n").unwrap();
+    let server = Server::start(
+        &pebble,
+        &tmp.path().join("server"),
+        Some(http01),
+        &["--metrics-token", metrics_token.to_str().unwrap()],
+    );
     let data = &server.data;
 
     // First start: fingerprint, admin token 0600, custody key 0600, SQLite database.
@@ -396,6 +418,38 @@ fn fleet_on_sqlite_issues_installs_verifies_and_keeps_hosts_apart() {
     let renewed = server.wait_serial("www", Some(&www_serial), Duration::from_secs(30));
     web1.converge(&server);
     assert_eq!(web1.served_serial("www.example.test"), renewed);
+
+    // /metrics: the token is needed; then the certificates' expiry, the issuances counted
+    // (www twice, shared once) and what web1 serves.
+    assert_eq!(server.scrape(None).0, 401);
+    assert_eq!(server.scrape(Some("wrong")).0, 401);
+    let (code, metrics) = server.scrape(Some("metrics-s3cret"));
+    assert_eq!(code, 200, "{metrics}");
+    let sample = |prefix: &str| -> Vec<f64> {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+            .collect()
+    };
+    let www_left = sample("certfleet_certificate_expiry_seconds{certificate=\"www\"}");
+    assert!(www_left.len() == 1 && www_left[0] > 0.0, "{metrics}");
+    let issued: f64 = sample("certfleet_renewals_total{").iter().sum();
+    assert_eq!(issued, 3.0, "{metrics}");
+    assert_eq!(
+        sample("certfleet_host_serves_current{certificate=\"www\",host=\"web1\"}"),
+        [1.0],
+        "{metrics}"
+    );
+    assert_eq!(
+        sample("certfleet_certificates{state=\"valid\"}"),
+        [2.0],
+        "{metrics}"
+    );
+    assert!(
+        sample("certfleet_agent_checkins_total{host=\"web1\"}")[0] >= 1.0,
+        "{metrics}"
+    );
 
     // The admin API refuses a wrong token (usage error: exit 2).
     let bad = tmp.path().join("bad.token");

@@ -1,6 +1,8 @@
-//! How fast the renewal loop finds due certificates among many: fills a fresh fleet database
-//! with N certificates (default 100,000) and times `FleetDb::due_certificates` on SQLite and on
-//! PostgreSQL. Run through `bench/fleet_db.sh` (release build).
+//! How fast the renewal loop finds due certificates among many, and how fast `/metrics` answers:
+//! fills a fresh fleet database with N certificates (default 100,000) and times
+//! `FleetDb::due_certificates`, `FleetDb::fleet_stats` (the scrape-time queries) and the whole
+//! `/metrics` body (queries and encoding) on SQLite and on PostgreSQL. Run through
+//! `bench/fleet_db.sh` (release build).
 //!
 //!   fleet_db_bench [N] [RUNS] [sqlite|postgres|both]
 //!
@@ -8,11 +10,13 @@
 //! a throwaway cluster (fsync off: only the fill is faster for it, not the queries).
 //!
 //! The rows look like a real fleet: full PEMs (~3.6 KB a row), renewals spread evenly over 60
-//! days, 1% disabled, 2% leased by another node.
+//! days, 1% disabled, 2% leased by another node; 1,000 hosts, each certificate assigned to one
+//! of them with a `verified` install report (N install reports).
 
 use std::time::{Duration, Instant};
 
 use certfleet_fleet::db::{Backend, FleetDb};
+use certfleet_fleet::server::metrics::Metrics;
 use certfleet_testkit::PgDatabase;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -22,6 +26,9 @@ const SPREAD: i64 = 60 * 24 * 3600;
 /// Rows per INSERT statement (11 parameters each: far below both backends' limits).
 const BATCH: usize = 500;
 const LIMIT: u32 = 100;
+const HOSTS: usize = 1_000;
+/// Scrapes timed per backend (each reads the whole fleet).
+const SCRAPES: usize = 11;
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -31,8 +38,8 @@ async fn main() -> Result<()> {
     let which = args.get(2).map(String::as_str).unwrap_or("both");
     println!("fleet_db_bench: {n} certificates, median of {runs} `due_certificates(now, {LIMIT})` queries\n");
     println!(
-        "{:<10} {:>9} {:>14} {:>22} {:>22}",
-        "backend", "fill", "due now", "due in 30 days", "claim_due+release"
+        "{:<10} {:>9} {:>14} {:>22} {:>22} {:>16} {:>26}",
+        "backend", "fill", "due now", "due in 30 days", "claim_due+release", "fleet_stats", "/metrics (body)"
     );
     if which != "postgres" {
         let dir = tempfile::tempdir()?;
@@ -64,12 +71,33 @@ async fn run(label: &str, target: &str, n: usize, runs: usize) -> Result<()> {
         }
         claims.push((t.elapsed(), got.len()));
     }
+    // /metrics: the scrape-time queries alone, then the whole body as the handler makes it.
+    let stats = time_queries(SCRAPES, || async {
+        let s = db.fleet_stats(NOW).await?;
+        Ok(s.expiry)
+    })
+    .await?;
+    let metrics = Metrics::default();
+    let mut scrapes = Vec::with_capacity(SCRAPES);
+    let mut size = 0;
+    for _ in 0..SCRAPES {
+        let t = Instant::now();
+        let body = metrics.render(&db, NOW).await?;
+        scrapes.push((t.elapsed(), body.lines().count()));
+        size = body.len();
+    }
     println!(
-        "{label:<10} {:>8.1}s {:>14} {:>22} {:>22}",
+        "{label:<10} {:>8.1}s {:>14} {:>22} {:>22} {:>16} {:>26}",
         fill.as_secs_f64(),
         summary(due_now),
         summary(due_later),
-        summary(claims)
+        summary(claims),
+        summary(stats).split(" (").next().unwrap_or_default(),
+        format!(
+            "{} {:.1} MB",
+            summary(scrapes).replace(" rows)", " lines,"),
+            size as f64 / 1e6
+        )
     );
     db.close().await;
     Ok(())
@@ -157,6 +185,30 @@ async fn fill(db: &FleetDb, n: usize) -> Result<()> {
         }
         q.execute(&mut *tx).await?;
     }
+    // Hosts 1..=HOSTS (fresh database: ids follow), each certificate on one, served as issued.
+    for start in (0..HOSTS).step_by(BATCH) {
+        let values: Vec<String> = (start..(start + BATCH).min(HOSTS))
+            .map(|h| format!("('host-{h:04}', {NOW}, {NOW}, '0.1.0')"))
+            .collect();
+        let sql = format!(
+            "INSERT INTO hosts (name, created_at, last_seen, agent_version) VALUES {}",
+            values.join(",")
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut *tx).await?;
+    }
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO assignments (certificate_id, host_id, assigned_at) \
+         SELECT id, ((id - 1) % {HOSTS}) + 1, {NOW} FROM certificates"
+    )))
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO install_reports (certificate_id, host_id, state, installed_serial, served_serial, reported_at) \
+         SELECT a.certificate_id, a.host_id, 'verified', c.serial, c.serial, {NOW} \
+         FROM assignments a JOIN certificates c ON c.id = a.certificate_id"
+    )))
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     pool.close().await;
     Ok(())

@@ -97,6 +97,7 @@ suite!(
     settings,
     views,
     migrations_are_idempotent_on_reopen,
+    fleet_stats,
 );
 
 fn settings_for(names: &[&str]) -> CertificateSettings {
@@ -1055,6 +1056,79 @@ async fn views(t: TestDb) {
         ("web1", &["www".to_string()][..])
     );
     assert_eq!(hv.len(), 2);
+}
+
+/// `/metrics`' database side: one certificate in each state, what hosts serve, last check-ins.
+async fn fleet_stats(t: TestDb) {
+    const DAY: i64 = 24 * HOUR;
+    let db = &t.db;
+    let now = T0 + DAY;
+    for name in [
+        "disabled", "expired", "expiring", "failing", "pending", "renewing", "valid",
+    ] {
+        add_cert(db, name).await;
+    }
+    db.commit_issued("valid", &commit(&issued("0a", T0), None))
+        .await
+        .unwrap();
+    // The current one of "valid" is 0d, the previous 0a.
+    let newer = issued("0d", T0 + HOUR);
+    db.commit_issued("valid", &commit(&newer, None)).await.unwrap();
+    // 90-day lifetime: 9 days left is within the last sixth (15 days).
+    db.commit_issued("expiring", &commit(&issued("0b", T0 - 80 * DAY), None))
+        .await
+        .unwrap();
+    db.commit_issued("expired", &commit(&issued("0c", T0 - 100 * DAY), None))
+        .await
+        .unwrap();
+    db.record_failure("failing", &events_failure()).await.unwrap();
+    db.set_enabled("disabled", false).await.unwrap();
+    assert!(db.claim_lease("renewing", "node", now, now + 600).await.unwrap());
+
+    for h in ["web1", "web2", "web3", "web4"] {
+        db.create_host(h, T0).await.unwrap();
+        db.assign("valid", h, T0).await.unwrap();
+    }
+    let serving = |serial: &str| InstallReport {
+        certificate: "valid".into(),
+        ..report(InstallState::Verified, serial)
+    };
+    // web1 still serves the previous one, web2 the current (other case), web3 something
+    // unknown; web4 reported and was unassigned since: not counted.
+    db.put_install_report("web1", &serving("0a"), now).await.unwrap();
+    db.put_install_report("web2", &serving("0D"), now).await.unwrap();
+    db.put_install_report("web3", &serving("ff"), now).await.unwrap();
+    db.put_install_report("web4", &serving("0d"), now).await.unwrap();
+    db.unassign("valid", "web4").await.unwrap();
+    db.touch_host("web2", now - 60, "0.1.0").await.unwrap();
+
+    let s = db.fleet_stats(now).await.unwrap();
+    let states: Vec<&str> = s.by_state.iter().map(|(st, _)| *st).collect();
+    assert_eq!(states, certfleet_fleet::db::STATES);
+    assert!(s.by_state.iter().all(|(_, n)| *n == 1), "{:?}", s.by_state);
+    assert_eq!(
+        s.expiry,
+        [
+            ("expired".to_string(), T0 - 10 * DAY),
+            ("expiring".to_string(), T0 + 10 * DAY),
+            ("valid".to_string(), newer.not_after),
+        ]
+    );
+    let served: Vec<(&str, bool, Option<i64>)> = s
+        .served
+        .iter()
+        .map(|r| (r.host.as_str(), r.serves_current, r.served_not_after))
+        .collect();
+    assert_eq!(
+        served,
+        [
+            ("web1", false, Some(T0 + 90 * DAY)),
+            ("web2", true, Some(newer.not_after)),
+            ("web3", false, None),
+        ]
+    );
+    assert!(s.served.iter().all(|r| r.certificate == "valid"));
+    assert_eq!(s.last_seen, [("web2".to_string(), now - 60)]);
 }
 
 async fn migrations_are_idempotent_on_reopen(t: TestDb) {

@@ -27,6 +27,7 @@ pub async fn run(g: &GlobalArgs, a: &ServeArgs) -> Result<ProcessExit> {
         api_names: a.api_names.clone(),
         custody_key_file: a.custody_key_file.clone(),
         jobs: usize::from(a.jobs),
+        metrics_token_file: a.metrics_token.clone(),
         acme: AcmeSettings {
             server: g.server_url(),
             ca_bundle: g.ca_bundle(),

@@ -60,6 +60,7 @@ mod error;
 mod hosts;
 mod model;
 mod records;
+mod stats;
 
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -74,6 +75,8 @@ pub use model::{
     Account, Ari, Certificate, CertificateSettings, Challenge, Commit, Csr, Event, Failure, Host,
     HostCredential, IssuedCert, Lease, NewEvent, ServerKeys,
 };
+
+pub use stats::{FleetStats, STATES, ServedStat};
 
 use error::Context;
 

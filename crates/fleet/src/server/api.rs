@@ -47,6 +47,7 @@ pub fn app(state: AppState) -> Router {
         .route("/agent/report", post(agent_report));
     Router::new()
         .nest(API_PREFIX, api)
+        .route(super::metrics::METRICS_PATH, get(super::metrics::handler))
         .fallback(|| async { ApiFailure::not_found("no such route (the API lives under /api/v1/)") })
         .with_state(state)
 }
@@ -389,6 +390,8 @@ async fn agent_assignments(
     State(s): State<AppState>,
     AgentHost(host): AgentHost,
 ) -> ApiResult<Json<Vec<Assignment>>> {
+    // Each agent sync starts here: the check-in counter.
+    s.metrics.checkin(&host.name);
     Ok(Json(s.db.host_assignments(&host.name).await?))
 }
 
@@ -503,6 +506,7 @@ async fn agent_report(
             .into_iter()
             .find(|v| v.host == host.name);
     s.db.put_install_report(&host.name, &r, now).await?;
+    s.metrics.install_report(&host.name, r.state);
     // The log gets a line when something changed, not for every unchanged check-in.
     let changed = before.is_none_or(|b| b.state != Some(r.state) || b.installed_serial != r.installed_serial);
     if changed {

@@ -11,6 +11,7 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod http01;
+pub mod metrics;
 pub mod renewal;
 pub mod state;
 
@@ -51,6 +52,8 @@ pub struct ServeConfig {
     pub custody_key_file: Option<PathBuf>,
     pub jobs: usize,
     pub acme: AcmeSettings,
+    /// `--metrics-token FILE`: `/metrics` then needs `Authorization: Bearer <its contents>`.
+    pub metrics_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +75,8 @@ pub enum ServeError {
     Pki(#[from] PkiError),
     #[error(transparent)]
     SecretBox(#[from] SecretBoxError),
+    #[error("the metrics token file {} is empty: put a random token in it (e.g. `openssl rand -hex 32`)", .0.display())]
+    EmptyMetricsToken(PathBuf),
     #[error(
         "cannot listen on {addr} ({what}): {source}; is another server running there? choose another with {flag}"
     )]
@@ -134,6 +139,11 @@ pub async fn run(
         crate::secretbox::generate_key_file(&custody_path)?
     };
 
+    let metrics_token = match &cfg.metrics_token_file {
+        Some(path) => Some(read_metrics_token(path)?),
+        None => None,
+    };
+
     let api_listener = TcpListener::bind(cfg.listen)
         .await
         .map_err(|source| ServeError::Listen {
@@ -183,6 +193,8 @@ pub async fn run(
         limiter: Arc::default(),
         wake: Arc::default(),
         http01_enabled: http01.is_some(),
+        metrics: Arc::default(),
+        metrics_token,
     };
     on_started(&Started {
         api_url: public_url,
@@ -241,6 +253,20 @@ pub async fn run(
     let _ = renew_task.await;
     db.close().await;
     Ok(())
+}
+
+/// The metrics token: the file's contents, trimmed (a trailing newline is not part of it).
+fn read_metrics_token(path: &Path) -> Result<Arc<str>, ServeError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ServeError::Io {
+        what: "cannot read the metrics token file",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(ServeError::EmptyMetricsToken(path.to_path_buf()));
+    }
+    Ok(Arc::from(token))
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), ServeError> {

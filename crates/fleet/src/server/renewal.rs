@@ -24,6 +24,7 @@ use time::OffsetDateTime;
 use tokio::sync::Mutex;
 
 use super::http01::DbHttp01Solver;
+use super::metrics::{FailureReason, ca_label};
 use super::state::AppState;
 use crate::db::{Ari, Certificate, Commit, Failure, IssuedCert};
 use crate::pki;
@@ -165,6 +166,7 @@ impl RenewalLoop {
                         .fail(
                             cert,
                             &format!("unknown key type {:?}", cert.settings.key_type),
+                            FailureReason::Other,
                             None,
                         )
                         .await;
@@ -190,11 +192,20 @@ impl RenewalLoop {
             },
         };
 
+        let started = std::time::Instant::now();
         match self.issue(cert, &server, key).await {
-            Ok((issued, replaced)) => self.commit(cert, issued, csr_id, replaced).await,
+            Ok((issued, replaced)) => {
+                self.state
+                    .metrics
+                    .issued(&ca_label(&server), started.elapsed().as_secs_f64());
+                self.commit(cert, issued, csr_id, replaced).await
+            }
             Err(e) => {
+                self.state
+                    .metrics
+                    .attempt_seconds(&ca_label(&server), started.elapsed().as_secs_f64());
                 let retry = e.retry_after().map(|d| self.state.clock.now() + d);
-                self.fail(cert, &e.message(), retry).await
+                self.fail(cert, &e.message(), FailureReason::of(&e), retry).await
             }
         }
     }
@@ -399,7 +410,16 @@ impl RenewalLoop {
         let key_blob = match (&cert.settings.custody, &issued.key) {
             (Custody::Server, Some(k)) => match self.state.secretbox.seal(name, k.to_pem().as_bytes()) {
                 Ok(b) => Some(b.into_bytes()),
-                Err(e) => return self.fail(cert, &format!("sealing the new key: {e}"), None).await,
+                Err(e) => {
+                    return self
+                        .fail(
+                            cert,
+                            &format!("sealing the new key: {e}"),
+                            FailureReason::Other,
+                            None,
+                        )
+                        .await;
+                }
             },
             _ => None,
         };
@@ -456,8 +476,11 @@ impl RenewalLoop {
         &self,
         cert: &Certificate,
         error: &str,
+        reason: FailureReason,
         ca_retry_after: Option<OffsetDateTime>,
     ) -> Result<(), crate::db::DbError> {
+        let server = cert.settings.acme_server.as_deref().unwrap_or(&self.acme.server);
+        self.state.metrics.failed(&ca_label(server), reason);
         let now = self.state.clock.now();
         let next = certfleet_renew::backoff::next_attempt(now, cert.consecutive_failures + 1, ca_retry_after);
         let reason = format!(

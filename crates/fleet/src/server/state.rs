@@ -6,6 +6,7 @@ use certfleet_core::Clock;
 use tokio::sync::Notify;
 
 use super::auth::FailureLimiter;
+use super::metrics::Metrics;
 use crate::db::FleetDb;
 use crate::pki::InternalCa;
 use crate::secretbox::SecretBox;
@@ -28,6 +29,10 @@ pub struct AppState {
     /// Whether this server answers http-01 (`--http-01-listen`); http-01 certificates are
     /// refused otherwise, with the flag to add.
     pub http01_enabled: bool,
+    /// This process's counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// `--metrics-token FILE`'s contents: `/metrics` needs it as a bearer token. `None`: open.
+    pub metrics_token: Option<Arc<str>>,
 }
 
 impl AppState {
