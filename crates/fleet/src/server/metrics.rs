@@ -122,18 +122,6 @@ pub fn ca_label(directory_url: &str) -> String {
     }
 }
 
-fn install_state(s: InstallState) -> &'static str {
-    match s {
-        InstallState::Verified => "verified",
-        InstallState::Installed => "installed",
-        InstallState::ConfigTestFailed => "config-test-failed",
-        InstallState::RolledBack => "rolled-back",
-        InstallState::Failed => "failed",
-        InstallState::NotConfigured => "not-configured",
-        InstallState::Waiting => "waiting",
-    }
-}
-
 /// This process's counters and histogram (clones share them).
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -193,7 +181,7 @@ impl Metrics {
         self.installs
             .get_or_create(&InstallLabels {
                 host: host.into(),
-                state: install_state(state),
+                state: state.as_str(),
             })
             .inc();
     }
