@@ -77,9 +77,7 @@ pub async fn enroll(state_dir: &Path, token: &str) -> Result<Enrollment, SyncErr
     let token = EnrollmentToken::decode(token)?;
     certfleet_store::atomic::create_dir(state_dir, 0o700)
         .map_err(|e| file_err("cannot create", state_dir, e))?;
-    let hostname = std::fs::read_to_string("/etc/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "agent".into());
+    let hostname = crate::local_hostname().unwrap_or_else(|| "agent".into());
     let (key_pem, csr_pem) =
         pki::new_client_key_and_csr(&hostname).map_err(|e| SyncError::Key(e.to_string()))?;
     let client = FleetClient::builder(&token.url, ServerTrust::Pin(token.fingerprint.clone())).build()?;

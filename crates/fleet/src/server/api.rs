@@ -510,14 +510,11 @@ async fn agent_report(
     // The log gets a line when something changed, not for every unchanged check-in.
     let changed = before.is_none_or(|b| b.state != Some(r.state) || b.installed_serial != r.installed_serial);
     if changed {
+        // Event kinds are the install states, except that a bare "failed" would read as a
+        // failed renewal in the certificate's history.
         let kind = match r.state {
-            InstallState::Verified => "verified",
-            InstallState::Installed => "installed",
-            InstallState::RolledBack => "rolled-back",
-            InstallState::ConfigTestFailed => "config-test-failed",
             InstallState::Failed => "install-failed",
-            InstallState::NotConfigured => "not-configured",
-            InstallState::Waiting => "waiting",
+            state => state.as_str(),
         };
         let mut detail = r
             .installed_serial

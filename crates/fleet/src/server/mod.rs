@@ -298,11 +298,7 @@ fn node_id(dir: &Path) -> Result<String, ServeError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io("cannot read the node id", e)),
     }
-    let host = nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "node".into());
+    let host = crate::local_hostname().unwrap_or_else(|| "node".into());
     let id = format!("{host}-{:08x}", rand::random::<u32>());
     certfleet_store::atomic::write_file(&path, format!("{id}\n").as_bytes(), 0o644)
         .map_err(ServeError::Store)?;
