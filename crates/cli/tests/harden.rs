@@ -203,8 +203,10 @@ fn conf_without_renewalparams_is_broken_not_renewed_against_production() {
         "renew",
     );
     let all = format!("{}{}", stdout(&out), stderr(&out));
-    assert_eq!(out.status.code(), Some(10), "{all}");
+    // 11, not 10 ("still valid"): a broken lineage will not renew until someone repairs it.
+    assert_eq!(out.status.code(), Some(11), "{all}");
     assert!(all.contains("BROKEN") && all.contains("[renewalparams]"), "{all}");
+    assert!(all.contains("will not renew until repaired"), "{all}");
     assert!(all.contains("p.example.test.conf"), "{all}");
     assert!(!all.contains("letsencrypt.org"), "{all}");
 }

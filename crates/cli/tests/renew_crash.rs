@@ -164,6 +164,39 @@ fn crash_at_every_store_point_then_renew_completes() {
     }
 }
 
+/// A full disk when the renewal conf is rewritten, after the new version went live: the
+/// renewal is reported as done (the new certificate is served) with a warning saying what was
+/// not recorded; it used to be reported FAILED.
+#[test]
+fn disk_full_at_the_conf_write_after_the_switch_is_a_renewal_with_a_warning() {
+    let env = setup();
+    let before = assert_consistent(&env, "initial");
+    let conf = env.config_dir().join(format!("renewal/{}.conf", NAMES[0]));
+    let conf_before = std::fs::read(&conf).unwrap();
+    let out = env
+        .cmd(&["renew", "--force-renewal", "--cert-name", NAMES[0]])
+        .env("CERTFLEET_FAIL_AT", "renewal-conf")
+        .output()
+        .unwrap();
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(out.status.success(), "{all}");
+    assert!(stdout(&out).contains("1 renewed"), "{all}");
+    assert!(
+        all.contains("renewal conf was not rewritten") && all.contains("no space left"),
+        "{all}"
+    );
+    let after = assert_consistent(&env, "after the failed conf write");
+    assert_eq!(after[0], before[0] + 1, "the new version is live");
+    assert_eq!(
+        std::fs::read(&conf).unwrap(),
+        conf_before,
+        "the conf is untouched"
+    );
+    let mut tmp = Vec::new();
+    temp_files(&env.config_dir(), &mut tmp);
+    assert!(tmp.is_empty(), "temp files left: {tmp:?}");
+}
+
 /// SIGKILL at moments spread over a whole run renewing three lineages at once.
 #[test]
 fn sigkill_at_random_moments() {

@@ -14,6 +14,7 @@ use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
+use crate::listener::{self, Listener, Mine};
 use crate::{ChallengeTask, Solver, SolverError};
 
 pub const CHALLENGE_PATH: &str = ".well-known/acme-challenge";
@@ -193,84 +194,91 @@ fn wildcard_error(id: &Identifier) -> SolverError {
 
 type TokenMap = Arc<RwLock<HashMap<String, String>>>;
 
-/// A built-in HTTP server answering challenges, for hosts with nothing on port 80.
+/// A built-in HTTP server answering challenges, for hosts with nothing on port 80. Every
+/// Standalone on one address in this process shares one listener (see [`crate::listener`]).
 pub struct Standalone {
-    addr: SocketAddr,
-    tokens: TokenMap,
-    task: tokio::task::JoinHandle<()>,
+    server: Arc<Listener<TokenMap>>,
+    /// The tokens this one presented.
+    mine: Mine,
 }
 
 impl std::fmt::Debug for Standalone {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Standalone({})", self.addr)
+        write!(f, "Standalone({})", self.server.local_addr())
     }
 }
 
 impl Drop for Standalone {
     fn drop(&mut self) {
-        self.task.abort();
+        self.forget(self.mine.take_all());
     }
 }
 
 impl Standalone {
-    /// Bind now, so a taken port is reported before any request reaches the CA.
+    /// Bind now (or join this process's listener on `addr`), so a taken port is reported
+    /// before any request reaches the CA.
     pub async fn bind(addr: SocketAddr) -> Result<Self, SolverError> {
-        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-            let hint = match e.kind() {
-                std::io::ErrorKind::AddrInUse => format!(
-                    "port {} is already in use (a web server?): stop it, use --webroot instead, or pass \
-                     --http-01-port/--http-01-address",
-                    addr.port()
-                ),
-                std::io::ErrorKind::PermissionDenied => {
-                    format!("binding port {} needs root or CAP_NET_BIND_SERVICE", addr.port())
-                }
-                _ => format!("cannot listen on {addr}"),
-            };
-            SolverError::Io {
-                context: hint,
-                source: e,
-            }
-        })?;
-        let addr = listener.local_addr().map_err(|e| SolverError::Io {
-            context: "local_addr".into(),
-            source: e,
-        })?;
-        let tokens: TokenMap = Arc::default();
-        let served = tokens.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let _ = stream.set_nodelay(true);
-                let served = served.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
-                        let served = served.clone();
-                        async move { Ok::<_, Infallible>(answer(&served, req)) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        Ok(Self { addr, tokens, task })
+        let server = listener::shared(addr, "http-01", TokenMap::default, bind_hint, serve).await?;
+        Ok(Self {
+            server,
+            mine: Mine::default(),
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+        self.server.local_addr()
+    }
+
+    fn forget(&self, tokens: impl IntoIterator<Item = String>) {
+        let mut map = self.server.state().write().unwrap_or_else(|p| p.into_inner());
+        for t in tokens {
+            map.remove(&t);
+        }
+    }
+}
+
+fn bind_hint(e: &std::io::Error, addr: SocketAddr) -> String {
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => format!(
+            "port {} is already in use (a web server?): stop it, use --webroot instead, or pass \
+             --http-01-port/--http-01-address",
+            addr.port()
+        ),
+        std::io::ErrorKind::PermissionDenied => {
+            format!("binding port {} needs root or CAP_NET_BIND_SERVICE", addr.port())
+        }
+        _ => format!("cannot listen on {addr}"),
+    }
+}
+
+async fn serve(listener: tokio::net::TcpListener, tokens: TokenMap) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let served = tokens.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let served = served.clone();
+                async move { Ok::<_, Infallible>(answer(&served, req)) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
     }
 }
 
 fn answer(tokens: &TokenMap, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
     let prefix = concat!("/", ".well-known/acme-challenge", "/");
-    let found = req
-        .uri()
-        .path()
-        .strip_prefix(prefix)
-        .and_then(|token| tokens.read().unwrap().get(token).cloned());
+    let found = req.uri().path().strip_prefix(prefix).and_then(|token| {
+        tokens
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(token)
+            .cloned()
+    });
     match found {
         Some(body) => Response::builder()
             .header("content-type", "application/octet-stream")
@@ -297,18 +305,22 @@ impl Solver for Standalone {
     }
 
     async fn present(&self, tasks: &[ChallengeTask]) -> Result<(), SolverError> {
-        let mut map = self.tokens.write().unwrap();
+        let mut map = self.server.state().write().unwrap_or_else(|p| p.into_inner());
         for t in tasks {
             map.insert(t.token.clone(), t.key_authorization.clone());
+            self.mine.add(t.token.clone());
         }
         Ok(())
     }
 
     async fn cleanup(&self, tasks: &[ChallengeTask]) -> Result<(), SolverError> {
-        let mut map = self.tokens.write().unwrap();
-        for t in tasks {
-            map.remove(&t.token);
-        }
+        let tokens = tasks.iter().filter(|t| self.mine.take(&t.token));
+        self.forget(tokens.map(|t| t.token.clone()));
+        Ok(())
+    }
+
+    async fn cleanup_all(&self) -> Result<(), SolverError> {
+        self.forget(self.mine.take_all());
         Ok(())
     }
 }

@@ -9,6 +9,7 @@ pub mod dns;
 
 pub mod http01;
 pub mod http01_manual;
+mod listener;
 mod manual_hooks;
 pub mod tlsalpn01;
 pub mod webserver;

@@ -17,6 +17,7 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
+use crate::listener::{self, Listener, Mine};
 use crate::{ChallengeTask, Solver, SolverError};
 
 /// The ALPN protocol ID of RFC 8737 section 6.2.
@@ -56,51 +57,38 @@ impl ResolvesServerCert for ChallengeCerts {
             return None;
         }
         let sni = hello.server_name()?.to_ascii_lowercase();
-        self.0.read().unwrap().get(&sni).cloned()
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&sni)
+            .cloned()
     }
 }
 
-/// The tls-alpn-01 server. Binds at construction so a taken port fails before any CA request.
+/// The tls-alpn-01 server. Binds at construction so a taken port fails before any CA request;
+/// every TlsAlpn01 on one address in this process shares one listener (see [`crate::listener`]).
 pub struct TlsAlpn01 {
-    addr: SocketAddr,
-    certs: Arc<ChallengeCerts>,
-    task: tokio::task::JoinHandle<()>,
+    server: Arc<Listener<Arc<ChallengeCerts>>>,
+    /// The SNI names this one presented.
+    mine: Mine,
 }
 
 impl std::fmt::Debug for TlsAlpn01 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "TlsAlpn01({})", self.addr)
+        write!(f, "TlsAlpn01({})", self.server.local_addr())
     }
 }
 
 impl Drop for TlsAlpn01 {
     fn drop(&mut self) {
-        self.task.abort();
+        self.forget(self.mine.take_all());
     }
 }
 
 impl TlsAlpn01 {
     pub async fn bind(addr: SocketAddr) -> Result<Self, SolverError> {
-        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-            let context = match e.kind() {
-                std::io::ErrorKind::AddrInUse => format!(
-                    "port {} is already in use (a web server on 443?): stop it for the validation, or pass \
-                     --tls-alpn-01-port/--tls-alpn-01-address (the CA connects to port 443)",
-                    addr.port()
-                ),
-                std::io::ErrorKind::PermissionDenied => {
-                    format!("binding port {} needs root or CAP_NET_BIND_SERVICE", addr.port())
-                }
-                _ => format!("cannot listen on {addr}"),
-            };
-            SolverError::Io { context, source: e }
-        })?;
-        let addr = listener.local_addr().map_err(|e| SolverError::Io {
-            context: "local_addr".into(),
-            source: e,
-        })?;
-        let certs = Arc::new(ChallengeCerts::default());
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let certs = Arc::new(ChallengeCerts::default());
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| SolverError::Other(format!("TLS setup: {e}")))?
@@ -108,30 +96,57 @@ impl TlsAlpn01 {
             .with_cert_resolver(certs.clone());
         config.alpn_protocols = vec![ACME_TLS_ALPN.to_vec()];
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, peer)) = listener.accept().await else {
-                    continue;
-                };
-                let _ = stream.set_nodelay(true);
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(mut tls)) => {
-                            // The handshake was the whole answer; say goodbye cleanly.
-                            let _ = tokio::io::AsyncWriteExt::shutdown(&mut tls).await;
-                        }
-                        Ok(Err(e)) => tracing::debug!(%peer, "tls-alpn-01 handshake failed: {e}"),
-                        Err(_) => tracing::debug!(%peer, "tls-alpn-01 handshake timed out"),
-                    }
-                });
-            }
-        });
-        Ok(Self { addr, certs, task })
+        let accept_loop = move |l: tokio::net::TcpListener, _: Arc<ChallengeCerts>| serve(l, acceptor);
+        let server = listener::shared(addr, "tls-alpn-01", move || certs, bind_hint, accept_loop).await?;
+        Ok(Self {
+            server,
+            mine: Mine::default(),
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+        self.server.local_addr()
+    }
+
+    fn forget(&self, names: impl IntoIterator<Item = String>) {
+        let mut map = self.server.state().0.write().unwrap_or_else(|p| p.into_inner());
+        for n in names {
+            map.remove(&n);
+        }
+    }
+}
+
+fn bind_hint(e: &std::io::Error, addr: SocketAddr) -> String {
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => format!(
+            "port {} is already in use (a web server on 443?): stop it for the validation, or pass \
+             --tls-alpn-01-port/--tls-alpn-01-address (the CA connects to port 443)",
+            addr.port()
+        ),
+        std::io::ErrorKind::PermissionDenied => {
+            format!("binding port {} needs root or CAP_NET_BIND_SERVICE", addr.port())
+        }
+        _ => format!("cannot listen on {addr}"),
+    }
+}
+
+async fn serve(listener: tokio::net::TcpListener, acceptor: tokio_rustls::TlsAcceptor) {
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(mut tls)) => {
+                    // The handshake was the whole answer; say goodbye cleanly.
+                    let _ = tokio::io::AsyncWriteExt::shutdown(&mut tls).await;
+                }
+                Ok(Err(e)) => tracing::debug!(%peer, "tls-alpn-01 handshake failed: {e}"),
+                Err(_) => tracing::debug!(%peer, "tls-alpn-01 handshake timed out"),
+            }
+        });
     }
 }
 
@@ -179,15 +194,27 @@ impl Solver for TlsAlpn01 {
             .iter()
             .map(|t| Ok((validation_sni(&t.identifier), Arc::new(challenge_cert(t)?))))
             .collect::<Result<Vec<_>, SolverError>>()?;
-        self.certs.0.write().unwrap().extend(made);
+        // Two lineages validating one name at the same moment would overwrite each other's
+        // certificate here; the CA retries a failed validation, so that costs a retry at most.
+        let mut map = self.server.state().0.write().unwrap_or_else(|p| p.into_inner());
+        for (sni, cert) in made {
+            self.mine.add(sni.clone());
+            map.insert(sni, cert);
+        }
         Ok(())
     }
 
     async fn cleanup(&self, tasks: &[ChallengeTask]) -> Result<(), SolverError> {
-        let mut map = self.certs.0.write().unwrap();
-        for t in tasks {
-            map.remove(&validation_sni(&t.identifier));
-        }
+        let names = tasks
+            .iter()
+            .map(|t| validation_sni(&t.identifier))
+            .filter(|n| self.mine.take(n));
+        self.forget(names.collect::<Vec<_>>());
+        Ok(())
+    }
+
+    async fn cleanup_all(&self) -> Result<(), SolverError> {
+        self.forget(self.mine.take_all());
         Ok(())
     }
 }

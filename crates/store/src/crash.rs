@@ -21,3 +21,20 @@ pub fn point(name: &str) {
         std::process::abort();
     }
 }
+
+pub const FAIL_ENV: &str = "CERTFLEET_FAIL_AT";
+
+/// Test-only fault injection, like [`point`] but survivable: fails with "no space left on
+/// device" if `CERTFLEET_FAIL_AT` equals `name`, so tests can show what a full disk at that
+/// step leaves behind and how it is reported.
+pub fn fail(name: &str) -> std::io::Result<()> {
+    static TARGET: OnceLock<Option<String>> = OnceLock::new();
+    let target = TARGET.get_or_init(|| std::env::var(FAIL_ENV).ok().filter(|s| !s.is_empty()));
+    if target.as_deref() == Some(name) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::StorageFull,
+            format!("{FAIL_ENV}={name}: no space left on device (injected)"),
+        ));
+    }
+    Ok(())
+}

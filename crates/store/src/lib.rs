@@ -99,6 +99,9 @@ pub struct SavedVersion {
     pub name: String,
     pub version: u32,
     pub created_lineage: bool,
+    /// A renewal's new version is live, but rewriting its renewal conf failed (disk full, say):
+    /// the old conf still renews it, only this run's settings are not recorded. Why, if so.
+    pub conf_not_updated: Option<String>,
 }
 
 /// The store. Cheap to create; methods touch the disk only when called.
@@ -296,11 +299,12 @@ impl Store {
         let paths = self.paths(name);
         if fs::symlink_metadata(&paths.conf).is_ok() {
             let l = self.load_lineage(name)?;
-            let version = lineage::save_successor(&l, files, conf)?;
+            let (version, conf_not_updated) = lineage::save_successor(&l, files, conf)?;
             return Ok(SavedVersion {
                 name: name.to_string(),
                 version,
                 created_lineage: false,
+                conf_not_updated: conf_not_updated.map(|e| e.to_string()),
             });
         }
         for d in [
@@ -323,6 +327,7 @@ impl Store {
             name: name.to_string(),
             version: 1,
             created_lineage: true,
+            conf_not_updated: None,
         })
     }
 

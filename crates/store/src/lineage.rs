@@ -945,17 +945,20 @@ fn write_conf(path: &Path, text: &str) -> Result<(), StoreError> {
         .map(|m| m.permissions().mode() & 0o7777)
         .unwrap_or(atomic::PUBLIC_MODE);
     crash::point("before-renewal-conf");
+    crash::fail("renewal-conf").ctx("write", path)?;
     atomic::write_file(path, text.as_bytes(), mode)?;
     crash::point("after-renewal-conf");
     Ok(())
 }
 
-/// Add version N+1 to an existing lineage (see the module docs for the order).
+/// Add version N+1 to an existing lineage (see the module docs for the order): save it and make
+/// it live, then rewrite the conf. Once the links have moved the new certificate is served, so
+/// a failed conf write is returned beside the version, not as a failure of the renewal.
 pub(crate) fn save_successor(
     lineage: &Lineage,
     files: &CertFiles,
     conf: &RenewalConf,
-) -> Result<u32, StoreError> {
+) -> Result<(u32, Option<StoreError>), StoreError> {
     // Render the conf first: a value configobj cannot store is refused before any file changes.
     let conf_text = conf_for_write(conf, &lineage.archive_dir, &lineage.live).to_text()?;
     let version = lineage.next_free_version()?;
@@ -963,8 +966,7 @@ pub(crate) fn save_successor(
     let old_key = lineage.current_target(Kind::Privkey);
     write_archive(&lineage.archive_dir, version, files, old_key.as_deref())?;
     switch_links(lineage, version)?;
-    write_conf(&lineage.conf_path, &conf_text)?;
-    Ok(version)
+    Ok((version, write_conf(&lineage.conf_path, &conf_text).err()))
 }
 
 /// Create a brand-new lineage at `paths` with version 1.

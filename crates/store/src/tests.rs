@@ -45,7 +45,8 @@ fn new_lineage_layout_matches_certbot() {
         SavedVersion {
             name: "a.example".into(),
             version: 1,
-            created_lineage: true
+            created_lineage: true,
+            conf_not_updated: None,
         }
     );
     let cfg = &s.dirs().config_dir;

@@ -132,8 +132,9 @@ pub fn fmt_time(t: OffsetDateTime) -> String {
     t.to_offset(time::UtcOffset::UTC).format(&fmt).unwrap_or_default()
 }
 
-/// 11 if a certificate is expired or will be before its next retry, else 10 if a renewal
-/// failed or waits in backoff (or a lineage is broken), else 12 if a hook failed, else 0.
+/// 11 if a certificate is expired or will be before its next retry, or a lineage is broken
+/// (its certificate cannot even be read, and it will not renew until repaired), else 10 if a
+/// renewal failed or waits in backoff, else 12 if a hook failed, else 0.
 pub fn exit_code(r: &PassReport, now: OffsetDateTime) -> ExitCode {
     let mut failed = false;
     let mut expiring = false;
@@ -142,7 +143,7 @@ pub fn exit_code(r: &PassReport, now: OffsetDateTime) -> ExitCode {
             Outcome::Failed { next_attempt, .. } => Some(next_attempt.unwrap_or(now)),
             Outcome::InBackoff { retry_at, .. } => Some(*retry_at),
             Outcome::Broken { .. } => {
-                failed = true;
+                expiring = true;
                 None
             }
             _ => None,
@@ -179,6 +180,21 @@ fn print_problems(r: &PassReport) {
     }
     for h in &r.hook_failures {
         errln!("certfleet: hook failed: {h}");
+    }
+    let broken: Vec<&str> = r
+        .lineages
+        .iter()
+        .filter(|l| matches!(l.outcome, Outcome::Broken { .. }))
+        .map(|l| l.name.as_str())
+        .collect();
+    if !broken.is_empty() {
+        errln!(
+            "certfleet: {} will not renew until repaired: `certfleet certificates --cert-name NAME` shows \
+             what is wrong; `certfleet update_symlinks` points live/ back at the newest complete version \
+             in archive/; a lineage beyond repair is issued again with `certfleet delete --cert-name NAME` \
+             and then `certfleet certonly` with its names",
+            broken.join(", ")
+        );
     }
 }
 
@@ -297,6 +313,21 @@ mod tests {
             },
             now + Duration::hours(3),
         ));
+        assert_eq!(exit_code(&r, now), ExitCode::RenewExpiring);
+    }
+
+    #[test]
+    fn a_broken_lineage_is_not_reported_as_still_valid() {
+        let now = OffsetDateTime::now_utc();
+        let mut r = PassReport::default();
+        r.lineages.push(LineageReport {
+            name: "b".into(),
+            domains: vec![],
+            not_after: None,
+            outcome: Outcome::Broken {
+                error: "cannot read certificate".into(),
+            },
+        });
         assert_eq!(exit_code(&r, now), ExitCode::RenewExpiring);
     }
 }

@@ -59,17 +59,6 @@ pub(super) async fn attempt(
     if let Some(id) = &replaces {
         tracing::info!("{}: new order replaces={id} (ARI)", lin.name);
     }
-    // Standalone lineages on one port take turns.
-    let _port = match &auth {
-        AuthSpec::Standalone { address, port } => {
-            let lock = shared.standalone_ports.get(&format!("{address}:{port}")).cloned();
-            match lock {
-                Some(m) => Some(m.lock_owned().await),
-                None => None,
-            }
-        }
-        _ => None,
-    };
     let solver = auth
         .solver(&SolverContext {
             work_dir: shared.store.dirs().work_dir.clone(),
@@ -114,6 +103,14 @@ pub(super) async fn attempt(
             name: lin.name.clone(),
             source,
         })??;
+    if let Some(why) = &saved.conf_not_updated {
+        tracing::warn!(
+            "{}: version {} is live, but its renewal conf was not rewritten ({why}); the old conf \
+             still renews it, without this run's settings: free space and run `certfleet renew` again",
+            lin.name,
+            saved.version
+        );
+    }
     // Orphans of a run that was killed mid-write (we hold the store lock, so nobody else is
     // writing here now).
     sweep_temp_files(&lin.archive_dir);

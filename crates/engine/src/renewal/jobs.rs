@@ -31,8 +31,6 @@ pub(super) struct Shared {
     pub cli_reload: Option<ReloadCommands>,
     pub reloads: Mutex<BTreeMap<String, ReloadCommands>>,
     pub hook_failures: std::sync::Mutex<Vec<String>>,
-    /// Standalone lineages on one address:port take turns.
-    pub standalone_ports: HashMap<String, Arc<Mutex<()>>>,
     /// certbot's `--new-key`.
     pub new_key: bool,
     /// See [`PassOptions::interrupt`].
@@ -59,7 +57,6 @@ pub(super) async fn renew_due(
     // Accounts, one per (server, bundle, account id), shared by every job that uses it.
     let mut accounts: HashMap<AccountKeyId, Result<Arc<Account>, Arc<EngineError>>> = HashMap::new();
     let mut pacers: HashMap<String, Pacer> = HashMap::new();
-    let mut standalone_ports = HashMap::new();
     for (l, _) in &due {
         let acct_id = account_id(&l.lineage, opts);
         let key = (l.server.clone(), l.ca_bundle.clone(), acct_id.clone());
@@ -78,16 +75,6 @@ pub(super) async fn renew_due(
         pacers
             .entry(l.server.clone())
             .or_insert_with(|| Pacer::new(opts.jobs, STARTS_PER_SECOND, opts.jobs as u32));
-        if l.lineage.conf.authenticator() == Some("standalone") {
-            let port = format!(
-                "{}:{}",
-                l.lineage.conf.param_str("http01_address").unwrap_or(""),
-                l.lineage.conf.param_str("http01_port").unwrap_or("80")
-            );
-            standalone_ports
-                .entry(port)
-                .or_insert_with(|| Arc::new(Mutex::new(())));
-        }
     }
     let shared = Arc::new(Shared {
         store: store.clone(),
@@ -97,7 +84,6 @@ pub(super) async fn renew_due(
         cli_reload: opts.reload.clone(),
         reloads: Mutex::new(BTreeMap::new()),
         hook_failures: std::sync::Mutex::new(Vec::new()),
-        standalone_ports,
         new_key: opts.overrides.new_key,
         interrupt: opts.interrupt,
         server_override: opts.server_override.is_some(),
