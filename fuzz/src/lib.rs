@@ -364,6 +364,7 @@ fn two_thirds_through() -> CertFacts {
         not_after: NOW + Duration::days(30),
         serial: vec![1, 2, 3],
         conf_mismatch: None,
+        live_broken: None,
     }
 }
 

@@ -279,3 +279,58 @@ fn update_symlinks_refuses_missing_targets() {
     );
     assert_eq!(snapshot(&env.config_dir()), before, "no link changed");
 }
+
+/// `certificates` showed INVALID for a garbage or foreign key while `renew` said "not due"
+/// (exit 0), and an empty fullchain showed VALID. Both now judge the live set the same way, and
+/// `renew` repairs it at once (with a new key when the key is the broken part, even with
+/// reuse_key).
+#[test]
+fn broken_live_set_is_invalid_in_certificates_and_repaired_by_renew() {
+    let env = Env::new(Pebble::start().unwrap());
+    for (name, extra) in [
+        ("garbage.example.test", &["--reuse-key"][..]),
+        ("foreign.example.test", &[][..]),
+        ("empty.example.test", &[][..]),
+    ] {
+        let out = env.certonly_standalone(&[name], extra);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let live = |n: &str, f: &str| env.live(n).join(f);
+    std::fs::write(live("garbage.example.test", "privkey.pem"), "not a key\n").unwrap();
+    let other = std::fs::read(live("empty.example.test", "privkey.pem")).unwrap();
+    std::fs::write(live("foreign.example.test", "privkey.pem"), other).unwrap();
+    std::fs::write(live("empty.example.test", "fullchain.pem"), "").unwrap();
+
+    let statuses = |env: &Env| -> serde_json::Value {
+        let out = env.run_ok(&["certificates", "--json"]);
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let before = statuses(&env);
+    for row in before.as_array().unwrap() {
+        assert_eq!(row["status"], "INVALID", "{row}");
+        assert!(row["problem"].as_str().unwrap().contains(".pem"), "{row}");
+    }
+
+    let out = env.run(&["renew"]);
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(out.status.success(), "{all}");
+    assert!(stdout(&out).contains("3 renewed"), "{all}");
+    assert!(all.contains("live files are broken"), "{all}");
+    assert!(
+        all.contains("reuse_key is set, but the live key is broken"),
+        "{all}"
+    );
+    for row in statuses(&env).as_array().unwrap() {
+        assert_eq!(row["status"], "VALID", "{row}");
+    }
+    for n in [
+        "garbage.example.test",
+        "foreign.example.test",
+        "empty.example.test",
+    ] {
+        env.verify_lineage(n, &[n]);
+    }
+    // Repaired: the next run has nothing to do.
+    let out = env.run_ok(&["renew"]);
+    assert!(stdout(&out).contains("0 renewed, 3 not due"), "{}", stdout(&out));
+}

@@ -4,11 +4,13 @@
 pub mod cert;
 pub mod clock;
 pub mod identifier;
+pub mod key_match;
 pub mod keys;
 
 pub use cert::{CertInfo, CertParseError};
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use identifier::{Identifier, IdentifierError, MAX_NAMES_PER_CERT};
+pub use key_match::key_belongs_to;
 pub use keys::{KeyError, KeySpec, PrivateKey};
 
 /// The ACME challenge types certfleet can solve.

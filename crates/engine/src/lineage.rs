@@ -19,6 +19,50 @@ pub fn lineage_key(lin: &Lineage) -> Result<PrivateKey, EngineError> {
     })
 }
 
+/// What is wrong with the files a service loads from `live/` (the key is unreadable or not the
+/// certificate's, fullchain.pem does not begin with the certificate), if anything; `key` tells
+/// whether the key is the broken part (a renewal must then make a new one). Cheap enough for
+/// every lineage of a `renew` pass (see [`certfleet_core::key_belongs_to`]).
+pub fn live_set_problem(lin: &Lineage, info: &CertInfo) -> Option<LiveSetProblem> {
+    let key_path = lin.live_path(Kind::Privkey);
+    let key_problem = match std::fs::read_to_string(key_path) {
+        Err(e) => Some(format!("cannot read {}: {e}", key_path.display())),
+        Ok(text) => match certfleet_core::key_belongs_to(&text, &info.spki_der) {
+            Ok(true) => None,
+            Ok(false) => Some(format!(
+                "{} is not the key of {}",
+                key_path.display(),
+                lin.live_path(Kind::Cert).display()
+            )),
+            Err(e) => Some(format!("{} is not a usable private key: {e}", key_path.display())),
+        },
+    };
+    if let Some(why) = key_problem {
+        return Some(LiveSetProblem { why, key: true });
+    }
+    let full = lin.live_path(Kind::Fullchain);
+    let first = std::fs::read_to_string(full)
+        .map_err(|e| e.to_string())
+        .and_then(|t| certfleet_core::cert::pem_certificates(&t).map_err(|e| e.to_string()));
+    let why = match first {
+        Ok(ders) if ders.first() == Some(&info.der) => return None,
+        Ok(_) => format!(
+            "{} does not begin with the certificate of {}",
+            full.display(),
+            lin.live_path(Kind::Cert).display()
+        ),
+        Err(e) => format!("{} holds no usable certificate chain: {e}", full.display()),
+    };
+    Some(LiveSetProblem { why, key: false })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveSetProblem {
+    pub why: String,
+    /// The private key is the broken part.
+    pub key: bool,
+}
+
 /// The key type of a certificate, from its public key (no private key read).
 pub fn cert_key_spec(info: &CertInfo) -> Option<KeySpec> {
     use x509_parser::prelude::FromDer;

@@ -20,6 +20,9 @@ pub struct CertFacts {
     /// Why the certificate no longer matches the lineage's conf (key type changed, names
     /// added or removed...), if it does not. A mismatch makes the lineage due at once.
     pub conf_mismatch: Option<String>,
+    /// What is wrong with the live files a service loads (key not the certificate's, empty
+    /// fullchain...), if anything. Due at once too: a renewal writes a complete new set.
+    pub live_broken: Option<String>,
 }
 
 impl CertFacts {
@@ -29,11 +32,17 @@ impl CertFacts {
             not_after: cert.not_after,
             serial: cert.serial.clone(),
             conf_mismatch: None,
+            live_broken: None,
         }
     }
 
     pub fn with_mismatch(mut self, why: impl Into<String>) -> Self {
         self.conf_mismatch = Some(why.into());
+        self
+    }
+
+    pub fn with_live_broken(mut self, why: impl Into<String>) -> Self {
+        self.live_broken = Some(why.into());
         self
     }
 }
@@ -269,6 +278,11 @@ fn due_rule(input: &RenewalInput<'_>, renew_before: Option<&RenewBefore>, now: O
     let t = ts::format;
     if now >= cert.not_after {
         return Due::Now(format!("the certificate expired at {}", t(cert.not_after)));
+    }
+    if let Some(why) = &cert.live_broken {
+        return Due::Now(format!(
+            "the live files are broken ({why}); renewing writes a complete new set"
+        ));
     }
     if let Some(why) = &cert.conf_mismatch {
         return Due::Now(format!(

@@ -16,7 +16,8 @@
 //!
 //! let issued = datetime!(2025-01-01 0:00 UTC);
 //! let cert = CertFacts { not_before: issued, not_after: issued + Duration::days(90),
-//!                        serial: vec![1, 2, 3], conf_mismatch: None };
+//!                        serial: vec![1, 2, 3], conf_mismatch: None,
+//!                        live_broken: None };
 //! let mut state = LineageState::new("example.com");
 //! let now = issued + Duration::days(61);
 //! state.record_failure(now, "http-01 for example.com: connection refused", None);

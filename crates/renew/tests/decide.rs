@@ -13,6 +13,7 @@ fn cert(lifetime: Duration) -> CertFacts {
         not_after: T0 + lifetime,
         serial: vec![0x04, 0x2a, 0x99, 0x13],
         conf_mismatch: None,
+        live_broken: None,
     }
 }
 

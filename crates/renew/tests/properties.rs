@@ -61,6 +61,7 @@ fn cert() -> impl Strategy<Value = CertFacts> {
             not_after: not_before + secs(lifetime),
             serial,
             conf_mismatch: mismatch.then(|| "names to add: b.example.com".to_string()),
+            live_broken: None,
         })
 }
 

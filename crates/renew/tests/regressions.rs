@@ -30,6 +30,7 @@ fn ari_time_after_expiry_is_due_at_expiry() {
         not_after: datetime!(2025-10-17 8:57:33 UTC),
         serial: vec![],
         conf_mismatch: None,
+        live_broken: None,
     };
     let window = AriWindow {
         start: datetime!(2025-10-03 3:28:26 UTC),

@@ -5,7 +5,7 @@ use std::process::ExitCode as ProcessExit;
 use serde_json::json;
 use time::OffsetDateTime;
 
-use certfleet_engine::lineage::{cert_key_spec, lineage_key};
+use certfleet_engine::lineage::{cert_key_spec, live_set_problem};
 use certfleet_engine::renewal::lineage_state;
 use certfleet_renew::LineageState;
 use certfleet_store::Kind;
@@ -43,19 +43,13 @@ pub fn run(g: &GlobalArgs, a: &CertificatesArgs) -> Result<ProcessExit> {
                         let key_type = cert_key_spec(&info)
                             .map(|k| k.to_string())
                             .unwrap_or_else(|| "unknown".into());
-                        // As certbot: the private key must be readable and match the certificate.
-                        let key_check = lineage_key(&lin).map_err(|e| e.to_string()).and_then(|k| {
-                            if info.matches_key(&k) {
-                                Ok(())
-                            } else {
-                                Err(format!(
-                                    "{} does not match {}",
-                                    lin.live_path(Kind::Privkey).display(),
-                                    lin.live_path(Kind::Cert).display()
-                                ))
-                            }
-                        });
-                        let (status, problem) = match (check, key_check) {
+                        // As certbot: the private key must be readable and match the certificate
+                        // (and, as renew checks too, fullchain.pem must begin with it).
+                        let live_check = match live_set_problem(&lin, &info) {
+                            Some(p) => Err(p.why),
+                            None => Ok(()),
+                        };
+                        let (status, problem) = match (check, live_check) {
                             (Err(e), _) => ("INVALID", Some(e.to_string())),
                             (Ok(()), Err(e)) => ("INVALID", Some(e)),
                             (Ok(()), Ok(())) if info.is_expired_at(now) => ("EXPIRED", None),

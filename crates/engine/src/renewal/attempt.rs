@@ -45,7 +45,13 @@ pub(super) async fn attempt(
             lin.name
         );
     }
-    let key = if lin.conf.reuse_key() && !shared.new_key {
+    if l.key_broken && lin.conf.reuse_key() {
+        tracing::warn!(
+            "{}: reuse_key is set, but the live key is broken: renewing with a new key",
+            lin.name
+        );
+    }
+    let key = if lin.conf.reuse_key() && !shared.new_key && !l.key_broken {
         KeySource::Reuse(lineage_key(lin)?)
     } else {
         KeySource::Generate(wanted_key_spec(lin, &l.info)?)

@@ -12,7 +12,7 @@ use certfleet_store::{Lineage, Store};
 
 use super::{LineageReport, PassOptions, decide_one, waiting};
 use crate::account::LE_PRODUCTION;
-use crate::lineage::key_mismatch;
+use crate::lineage::{key_mismatch, live_set_problem};
 
 /// A lineage with everything a decision and a renewal need.
 pub(super) struct Loaded {
@@ -23,6 +23,8 @@ pub(super) struct Loaded {
     pub facts: CertFacts,
     pub server: String,
     pub ca_bundle: Option<PathBuf>,
+    /// The live key is unreadable or not the certificate's: the renewal makes a new one.
+    pub key_broken: bool,
 }
 
 pub(super) enum Load {
@@ -130,6 +132,12 @@ fn load_one(
     if let Some(why) = key_mismatch(&lineage, &info) {
         facts = facts.with_mismatch(why);
     }
+    // A live set a service cannot load (as `certificates` shows it) is due now: the renewal
+    // writes a complete new one. certbot would wait for expiry.
+    let live = live_set_problem(&lineage, &info);
+    if let Some(p) = &live {
+        facts = facts.with_live_broken(p.why.clone());
+    }
     // After the mismatch check: `renew --key-type rsa` changes the next key, as in certbot; it
     // does not make every lineage due.
     opts.overrides.apply(&mut lineage.conf);
@@ -151,5 +159,6 @@ fn load_one(
         facts,
         server,
         ca_bundle,
+        key_broken: live.is_some_and(|p| p.key),
     })
 }
