@@ -303,10 +303,19 @@ pub fn private_key(data: &[u8]) {
     if let Ok(key) = PrivateKey::from_pkcs8_der(data) {
         use_key(&key);
     }
-    if let Some(text) = text(data)
-        && let Ok(key) = PrivateKey::from_pem(text)
-    {
-        use_key(&key);
+    if let Some(text) = text(data) {
+        match PrivateKey::from_pem(text) {
+            Ok(key) => {
+                use_key(&key);
+                // The cheap check `renew` runs on every lineage agrees with the full parse.
+                let spki = key.public_key_spki_der();
+                assert!(matches!(certfleet_core::key_belongs_to(text, &spki), Ok(true)));
+            }
+            Err(_) => {
+                let other = PrivateKey::generate(certfleet_core::KeySpec::EcdsaP256).expect("keygen");
+                let _ = certfleet_core::key_belongs_to(text, &other.public_key_spki_der());
+            }
+        }
     }
 }
 

@@ -5,7 +5,9 @@
 //! Why not [`PrivateKey::from_pem`]: it validates the key pair (tens of microseconds per EC
 //! key, hundreds per RSA key), too slow for a `renew` pass that checks every lineage's live
 //! set on each run. A structural walk of the DER costs about a microsecond. An EC key without
-//! its optional public point falls back to the full parse.
+//! its optional public point falls back to the full parse. What it cannot see is a key whose
+//! private half was altered while its public half was not: that takes intent, not a full disk
+//! or a kill, and loading the key for signing (or a web server) still refuses it.
 
 use x509_parser::asn1_rs::{Any, Class, FromDer, Tag};
 use x509_parser::public_key::PublicKey;

@@ -30,7 +30,7 @@ pub fn live_set_problem(lin: &Lineage, info: &CertInfo) -> Option<LiveSetProblem
         Ok(text) => match certfleet_core::key_belongs_to(&text, &info.spki_der) {
             Ok(true) => None,
             Ok(false) => Some(format!(
-                "{} is not the key of {}",
+                "{} does not match {}",
                 key_path.display(),
                 lin.live_path(Kind::Cert).display()
             )),

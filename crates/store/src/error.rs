@@ -21,9 +21,16 @@ pub enum StoreError {
     #[error("{path}, line {line}: {msg} (expected `key = value`, a bare `flag`, or a `#` comment)")]
     CliIni { path: PathBuf, line: usize, msg: String },
     #[error(
-        "another certbot/certfleet instance is running (lock held on {path}); wait for it to finish and retry"
+        "another certbot/certfleet instance is running ({holder} holds the lock on {path}{}); wait for it to \
+         finish and retry",
+        waited_for(*waited)
     )]
-    Locked { path: PathBuf },
+    Locked {
+        path: PathBuf,
+        /// "pid 1234: certbot renew", as well as it can be told.
+        holder: String,
+        waited: std::time::Duration,
+    },
     #[error("no certificate named {name:?} (expected {path}); run `certbot certificates` to see the names")]
     LineageNotFound { name: String, path: PathBuf },
     #[error("certificate {name:?} is broken: {msg} (renewal conf {path})")]
@@ -57,6 +64,15 @@ impl StoreError {
             path: path.into(),
             source,
         }
+    }
+}
+
+fn waited_for(d: std::time::Duration) -> String {
+    // A run that did not wait (`-n`) fails within microseconds: say nothing then.
+    if d < std::time::Duration::from_millis(100) {
+        String::new()
+    } else {
+        format!("; waited {:.1}s", d.as_secs_f64())
     }
 }
 

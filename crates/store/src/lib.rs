@@ -137,8 +137,18 @@ impl Store {
     /// Take the lock certbot takes (`.certbot.lock` in the config and work directories),
     /// without waiting. Hold the returned guard for the whole run.
     pub fn lock(&self) -> Result<StoreLock, StoreError> {
+        self.lock_waiting(std::time::Duration::ZERO, |_| {})
+    }
+
+    /// [`Store::lock`], waiting up to `wait` for another certbot or certfleet run to finish;
+    /// `waiting` is told once who holds the lock, when it is not free at once.
+    pub fn lock_waiting(
+        &self,
+        wait: std::time::Duration,
+        waiting: impl FnOnce(&str),
+    ) -> Result<StoreLock, StoreError> {
         self.ensure_dirs()?;
-        let lock = StoreLock::acquire(&self.dirs.config_dir, &self.dirs.work_dir)?;
+        let lock = StoreLock::acquire(&self.dirs.config_dir, &self.dirs.work_dir, wait, waiting)?;
         self.clean_leftovers(&lock);
         Ok(lock)
     }

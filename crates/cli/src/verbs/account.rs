@@ -30,7 +30,7 @@ pub async fn register(g: &GlobalArgs) -> Result<ProcessExit> {
     let store = account::store(g);
     let client = account::connect(g).await?;
     let server = client.directory_url().to_string();
-    let _lock = store.lock().map_err(CliError::store)?;
+    let _lock = account::lock(g, &store)?;
     let opts = account::options(g);
     if let Some(rec) = saved(&opts, &store, &server)? {
         return Err(CliError::usage(format!(

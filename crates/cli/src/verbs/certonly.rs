@@ -68,15 +68,16 @@ pub async fn run(g: &GlobalArgs, a: &CertonlyArgs, matches: &clap::ArgMatches) -
     }
     let key_spec = key_spec(a)?;
     let auth = authenticator::from_args(a, matches, &identifiers)?;
-    let solver = auth.solver(&store_for_solver(g)).await?;
-    solver.preflight(&identifiers).await.map_err(CliError::solver)?;
-
     let store = account::store(g);
+    // Before the solver binds its port: a second certonly waiting for this one must not find
+    // the standalone port taken.
     let lock = if a.dry_run {
         None
     } else {
-        Some(store.lock().map_err(CliError::store)?)
+        Some(account::lock(g, &store)?)
     };
+    let solver = auth.solver(&store_for_solver(g)).await?;
+    solver.preflight(&identifiers).await.map_err(CliError::solver)?;
     let names: Vec<String> = identifiers.iter().map(|i| i.value()).collect();
 
     // Which lineage: --cert-name, else one with exactly these names, else (--expand) one

@@ -106,7 +106,7 @@ async fn pass(
     store: &certfleet_store::Store,
     stop: &Arc<AtomicBool>,
 ) -> Result<Option<OffsetDateTime>> {
-    let _lock = store.lock().map_err(CliError::store)?;
+    let _lock = account::lock(g, store)?;
     let mut opts = pass_options(g, &a.hooks, a.jobs, false)?;
     opts.stop = stop.clone();
     let report = renewal::run_pass(store, opts).await?;

@@ -16,7 +16,7 @@ use certfleet_engine::deploy;
 
 pub fn reconfigure(g: &GlobalArgs, a: &ReconfigureArgs) -> Result<ProcessExit> {
     let store = account::store(g);
-    let _lock = store.lock().map_err(CliError::store)?;
+    let _lock = account::lock(g, &store)?;
     let lin = store.load_lineage(&a.cert_name).map_err(CliError::store)?;
     let mut conf = lin.conf.clone();
     let mut changes: Vec<String> = Vec::new();
@@ -208,7 +208,7 @@ fn write_conf(path: &std::path::Path, conf: &certfleet_store::RenewalConf) -> Re
 
 pub fn update_symlinks(g: &GlobalArgs, a: &UpdateSymlinksArgs) -> Result<ProcessExit> {
     let store = account::store(g);
-    let _lock = store.lock().map_err(CliError::store)?;
+    let _lock = account::lock(g, &store)?;
     let names = if a.cert_name.is_empty() {
         store.list_lineages().map_err(CliError::store)?
     } else {

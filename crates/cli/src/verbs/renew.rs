@@ -15,14 +15,14 @@ use time::OffsetDateTime;
 use crate::account;
 use crate::args::{GlobalArgs, RenewArgs, RenewHookArgs};
 use crate::deploy;
-use crate::error::{CliError, ExitCode, Result};
+use crate::error::{ExitCode, Result};
 
 /// How often the shipped timer runs `renew`; an ARI instant before the next run renews now.
 pub const TIMER_PERIOD: time::Duration = time::Duration::hours(12);
 
 pub async fn run(g: &GlobalArgs, a: &RenewArgs) -> Result<ProcessExit> {
     let store = account::store(g);
-    let _lock = store.lock().map_err(CliError::store)?;
+    let _lock = account::lock(g, &store)?;
     let opts = pass_options(g, &a.hooks, a.jobs, a.dry_run)?;
     let stop = Arc::new(AtomicBool::new(false));
     {

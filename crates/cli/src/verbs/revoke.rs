@@ -114,7 +114,7 @@ pub async fn revoke(g: &GlobalArgs, a: &RevokeArgs) -> Result<ProcessExit> {
             ),
         };
         if delete {
-            let _lock = store.lock().map_err(CliError::store)?;
+            let _lock = account::lock(g, &store)?;
             store.delete_lineage(&name).map_err(CliError::store)?;
             if !g.quiet {
                 outln!("Deleted lineage {name}.");
@@ -162,7 +162,7 @@ pub fn delete(g: &GlobalArgs, a: &DeleteArgs) -> Result<ProcessExit> {
         outln!("Nothing deleted.");
         return Ok(ProcessExit::SUCCESS);
     }
-    let _lock = store.lock().map_err(CliError::store)?;
+    let _lock = account::lock(g, &store)?;
     for n in &names {
         store.delete_lineage(n).map_err(CliError::store)?;
         if !g.quiet {
