@@ -1,7 +1,8 @@
 //! Facts about a lineage's key: the key on disk, the key type of its certificate, and the key
 //! type its renewal conf asks for.
 
-use certfleet_core::{CertInfo, KeySpec, PrivateKey};
+use certfleet_core::identifier::IdentifierError;
+use certfleet_core::{CertInfo, Identifier, KeySpec, PrivateKey};
 use certfleet_store::{Kind, Lineage};
 
 use crate::EngineError;
@@ -17,6 +18,38 @@ pub fn lineage_key(lin: &Lineage) -> Result<PrivateKey, EngineError> {
         path: path.to_path_buf(),
         source,
     })
+}
+
+/// A lineage's names (as its certificate lists them) as identifiers: IP addresses or DNS names.
+pub fn identifiers(names: &[String]) -> Result<Vec<Identifier>, IdentifierError> {
+    names
+        .iter()
+        .map(|n| {
+            if n.parse::<std::net::IpAddr>().is_ok() {
+                Identifier::ip(n)
+            } else {
+                Identifier::dns(n)
+            }
+        })
+        .collect()
+}
+
+/// What makes a lineage unusable as it stands (`certificates` shows it as INVALID): live
+/// links broken or out of step, or a private key that is unreadable or does not match the
+/// certificate (certbot checks the same).
+pub fn lineage_problem(lin: &Lineage, info: &CertInfo) -> Option<String> {
+    if let Err(e) = lin.check() {
+        return Some(e.to_string());
+    }
+    match lineage_key(lin) {
+        Err(e) => Some(e.to_string()),
+        Ok(k) if !info.matches_key(&k) => Some(format!(
+            "{} does not match {}",
+            lin.live_path(Kind::Privkey).display(),
+            lin.live_path(Kind::Cert).display()
+        )),
+        Ok(_) => None,
+    }
 }
 
 /// The key type of a certificate, from its public key (no private key read).

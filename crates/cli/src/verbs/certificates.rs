@@ -5,7 +5,7 @@ use std::process::ExitCode as ProcessExit;
 use serde_json::json;
 use time::OffsetDateTime;
 
-use certfleet_engine::lineage::{cert_key_spec, lineage_key};
+use certfleet_engine::lineage::{cert_key_spec, lineage_problem};
 use certfleet_engine::renewal::lineage_state;
 use certfleet_renew::LineageState;
 use certfleet_store::Kind;
@@ -38,28 +38,15 @@ pub fn run(g: &GlobalArgs, a: &CertificatesArgs) -> Result<ProcessExit> {
             Ok(lin) => {
                 let cert_path = lin.live_path(Kind::Fullchain).display().to_string();
                 let key_path = lin.live_path(Kind::Privkey).display().to_string();
-                match (lin.cert_info(), lin.check()) {
-                    (Ok(info), check) => {
+                match lin.cert_info() {
+                    Ok(info) => {
                         let key_type = cert_key_spec(&info)
                             .map(|k| k.to_string())
                             .unwrap_or_else(|| "unknown".into());
-                        // As certbot: the private key must be readable and match the certificate.
-                        let key_check = lineage_key(&lin).map_err(|e| e.to_string()).and_then(|k| {
-                            if info.matches_key(&k) {
-                                Ok(())
-                            } else {
-                                Err(format!(
-                                    "{} does not match {}",
-                                    lin.live_path(Kind::Privkey).display(),
-                                    lin.live_path(Kind::Cert).display()
-                                ))
-                            }
-                        });
-                        let (status, problem) = match (check, key_check) {
-                            (Err(e), _) => ("INVALID", Some(e.to_string())),
-                            (Ok(()), Err(e)) => ("INVALID", Some(e)),
-                            (Ok(()), Ok(())) if info.is_expired_at(now) => ("EXPIRED", None),
-                            (Ok(()), Ok(())) => ("VALID", None),
+                        let (status, problem) = match lineage_problem(&lin, &info) {
+                            Some(p) => ("INVALID", Some(p)),
+                            None if info.is_expired_at(now) => ("EXPIRED", None),
+                            None => ("VALID", None),
                         };
                         Row {
                             name,
@@ -72,7 +59,7 @@ pub fn run(g: &GlobalArgs, a: &CertificatesArgs) -> Result<ProcessExit> {
                             key_path,
                         }
                     }
-                    (Err(e), _) => Row {
+                    Err(e) => Row {
                         name,
                         domains: vec![],
                         key_type: String::new(),
