@@ -75,11 +75,26 @@ fn expect(report: &Value, kind: &str, subject: &str, status: &str, detail: &[&st
     let text = |k: &str| c[k].as_str().unwrap_or_default().to_string();
     assert_eq!(c["status"], status, "{kind} {subject}: {c:#}");
     for d in detail {
-        assert!(text("detail").contains(d), "{kind} {subject}: detail lacks {d:?}: {c:#}");
+        assert!(
+            text("detail").contains(d),
+            "{kind} {subject}: detail lacks {d:?}: {c:#}"
+        );
     }
     for f in fix {
-        assert!(text("fix").contains(f), "{kind} {subject}: fix lacks {f:?}: {c:#}");
+        assert!(
+            text("fix").contains(f),
+            "{kind} {subject}: fix lacks {f:?}: {c:#}"
+        );
     }
+}
+
+/// The scheduler check of this host.
+fn expect_host(report: &Value, status: &str, detail: &str, fix: &str) {
+    let host = &report["host"][0];
+    assert_eq!(host["check"], "scheduler", "{host:#}");
+    assert_eq!(host["status"], status, "{host:#}");
+    assert!(host["detail"].as_str().unwrap().contains(detail), "{host:#}");
+    assert!(host["fix"].as_str().unwrap_or_default().contains(fix), "{host:#}");
 }
 
 fn exit_code(o: &Output) -> i32 {
@@ -159,15 +174,34 @@ fn http01_faults_of_a_broken_nginx_are_named_with_their_fix() {
     // The hung server costs one timeout, not one per check.
     assert!(took < Duration::from_secs(6), "doctor took {took:?}");
 
-    expect(&report, "http-01", "good.example.test", "OK", &["served the test file over 127.0.0.1"], &[]);
+    expect(
+        &report,
+        "http-01",
+        "good.example.test",
+        "OK",
+        &["served the test file over 127.0.0.1"],
+        &[],
+    );
     expect(&report, "dns", "good.example.test", "OK", &["127.0.0.1"], &[]);
-    expect(&report, "caa", "good.example.test", "OK", &["no CAA records"], &[]);
+    expect(
+        &report,
+        "caa",
+        "good.example.test",
+        "OK",
+        &["no CAA records"],
+        &[],
+    );
     expect(
         &report,
         "http-01",
         "denied.example.test",
         "FAIL",
-        &["answered 403 Forbidden", "refuses the path", "location ^~ /.well-known/ at", ": `deny all`"],
+        &[
+            "answered 403 Forbidden",
+            "refuses the path",
+            "location ^~ /.well-known/ at",
+            ": `deny all`",
+        ],
         &[
             "`location ^~ /.well-known/` at",
             &format!("denies it: add `location ^~ /.well-known/acme-challenge/ {{ allow all; root {d}; }}`"),
@@ -220,7 +254,10 @@ fn http01_faults_of_a_broken_nginx_are_named_with_their_fix() {
         "http-01",
         "odd.example.test",
         "FAIL",
-        &["which the CA will not follow", "only to port 80 (http) and 443 (https), not 8080"],
+        &[
+            "which the CA will not follow",
+            "only to port 80 (http) and 443 (https), not 8080",
+        ],
         &["standard ports"],
     );
     expect(
@@ -249,10 +286,14 @@ fn http01_faults_of_a_broken_nginx_are_named_with_their_fix() {
     }
 
     // The human report: one line per check, the fix under each failure.
-    let text = doctor_cmd(&base, &bind, &["--webroot", "-w", &d, "-d", "denied.example.test"])
-        .args(["--http-01-port", &port_s, "--timeout", "2"])
-        .output()
-        .unwrap();
+    let text = doctor_cmd(
+        &base,
+        &bind,
+        &["--webroot", "-w", &d, "-d", "denied.example.test"],
+    )
+    .args(["--http-01-port", &port_s, "--timeout", "2"])
+    .output()
+    .unwrap();
     assert_eq!(exit_code(&text), 13);
     let s = stdout(&text);
     assert!(s.contains("denied.example.test (no lineage yet, webroot)"), "{s}");
@@ -339,11 +380,12 @@ fn tls_served_from_cert_pem_only_is_named_then_fixed() {
     ] {
         expect(&report, kind, subject, "OK", &[], &[]);
     }
-    let host = &report["host"][0];
-    assert_eq!(host["check"], "scheduler", "{host:#}");
-    assert_eq!(host["status"], "WARN", "{host:#}");
-    assert!(host["detail"].as_str().unwrap().contains("nothing renews automatically"));
-    assert!(host["fix"].as_str().unwrap().contains("certfleet install-timer"));
+    expect_host(
+        &report,
+        "WARN",
+        "nothing renews automatically",
+        "certfleet install-timer",
+    );
 
     // Fixed: fullchain.pem. Old workers may serve the old chain for a moment after a reload.
     nginx
@@ -357,14 +399,30 @@ fn tls_served_from_cert_pem_only_is_named_then_fixed() {
         "tls",
         "tls.example.test",
         "OK",
-        &["serves tls.example.test's current certificate", "1 intermediate sent, chain trusted"],
+        &[
+            "serves tls.example.test's current certificate",
+            "1 intermediate sent, chain trusted",
+        ],
         &[],
     );
 
+    // The timer installed, but no renew pass yet; then one.
+    let units = env.tmp.path().join("units").display().to_string();
+    std::fs::create_dir_all(&units).unwrap();
+    env.run_ok(&["install-timer", "--unit-dir", &units]);
+    let (_, report) = run();
+    expect_host(
+        &report,
+        "WARN",
+        "certfleet-renew.timer installed, but no renew pass has run yet",
+        "systemctl enable --now certfleet-renew.timer",
+    );
+    env.run_ok(&["renew"]);
+    let (_, report) = run();
+    expect_host(&report, "OK", "last renew pass 0 hours ago", "");
+
     // A private key readable by everyone.
-    let key = env
-        .config_dir()
-        .join("archive/tls.example.test/privkey1.pem");
+    let key = env.config_dir().join("archive/tls.example.test/privkey1.pem");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     let (out, report) = run();
     assert_eq!(exit_code(&out), 13);
@@ -412,7 +470,10 @@ fn caa_records_in_bind_allow_or_refuse_the_ca() {
         "caa",
         "caa-ok.example.test",
         "OK",
-        &["CAA at caa-ok.example.test: issue \"letsencrypt.org\"", "allows letsencrypt.org"],
+        &[
+            "CAA at caa-ok.example.test: issue \"letsencrypt.org\"",
+            "allows letsencrypt.org",
+        ],
         &[],
     );
     expect(
@@ -420,7 +481,10 @@ fn caa_records_in_bind_allow_or_refuse_the_ca() {
         "caa",
         "sub.caa-bad.example.test",
         "FAIL",
-        &["CAA at caa-bad.example.test: issue \"pki.goog\"", "may not issue for it"],
+        &[
+            "CAA at caa-bad.example.test: issue \"pki.goog\"",
+            "may not issue for it",
+        ],
         &["caa-bad.example.test. CAA 0 issue \"letsencrypt.org\""],
     );
     expect(
@@ -481,7 +545,14 @@ fn dns01_credentials_update_the_zone_and_delegation_resolves() {
         &["delegated by CNAME to _acme-challenge.host1.example.test (zone host1.example.test)"],
         &[],
     );
-    expect(&report, "dns", "alias.example.test", "OK", &["none needed for dns-01"], &[]);
+    expect(
+        &report,
+        "dns",
+        "alias.example.test",
+        "OK",
+        &["none needed for dns-01"],
+        &[],
+    );
     assert!(bind.txt("_acme-challenge.www.host1.example.test").is_empty());
     assert!(bind.txt("_acme-challenge.host1.example.test").is_empty());
 

@@ -159,7 +159,10 @@ fn unloadable(name: &str, why: &str) -> Group {
 fn print_text(report: &Report, quiet: bool) {
     let mut first = true;
     let mut section = |title: String, checks: &[Check]| {
-        let shown: Vec<&Check> = checks.iter().filter(|c| !quiet || c.status != Status::Ok).collect();
+        let shown: Vec<&Check> = checks
+            .iter()
+            .filter(|c| !quiet || c.status != Status::Ok)
+            .collect();
         if shown.is_empty() {
             return;
         }
@@ -169,7 +172,13 @@ fn print_text(report: &Report, quiet: bool) {
         first = false;
         outln!("{title}");
         for c in shown {
-            outln!("  {:<4}  {:<13} {}: {}", c.status.as_str(), c.check.as_str(), c.subject, c.detail);
+            outln!(
+                "  {:<4}  {:<13} {}: {}",
+                c.status.as_str(),
+                c.check.as_str(),
+                c.subject,
+                c.detail
+            );
             if let Some(f) = &c.fix {
                 outln!("        fix: {f}");
             }

@@ -168,8 +168,16 @@ async fn disagreement(r: &Resolver, name: &str, seen: &[IpAddr]) -> Option<Strin
     .await;
     answers.into_iter().find_map(|(ns, got)| match got {
         Ok(v) if v == want => None,
-        Ok(v) if v.is_empty() => Some(format!("name server {} ({}) has no address for it", ns.host, ns.addr)),
-        Ok(v) => Some(format!("name server {} ({}) answers {}", ns.host, ns.addr, list(&v))),
+        Ok(v) if v.is_empty() => Some(format!(
+            "name server {} ({}) has no address for it",
+            ns.host, ns.addr
+        )),
+        Ok(v) => Some(format!(
+            "name server {} ({}) answers {}",
+            ns.host,
+            ns.addr,
+            list(&v)
+        )),
         Err(e) => Some(format!("name server {} does not answer: {e}", ns.host)),
     })
 }
@@ -217,7 +225,10 @@ async fn caa(ctx: &Ctx, r: &Resolver, id: &Identifier, server: &str) -> Check {
         return Check::fail(
             Kind::Caa,
             subject,
-            format!("{shown}; the critical tag {:?} is unknown to CAs, so none may issue", c.tag),
+            format!(
+                "{shown}; the critical tag {:?} is unknown to CAs, so none may issue",
+                c.tag
+            ),
             format!("remove the critical flag (128) from the {} record at {at}", c.tag),
         );
     }
@@ -230,7 +241,14 @@ async fn caa(ctx: &Ctx, r: &Resolver, id: &Identifier, server: &str) -> Check {
     }
     let allowed: Vec<String> = relevant
         .iter()
-        .map(|c| c.value.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|c| {
+            c.value
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
         .filter(|d| !d.is_empty())
         .collect();
     let ids = ctx.ca_ids.of(server).await;
@@ -238,10 +256,16 @@ async fn caa(ctx: &Ctx, r: &Resolver, id: &Identifier, server: &str) -> Check {
         return Check::warn(
             Kind::Caa,
             subject,
-            format!("{shown}; the CA at {server} publishes no CAA identity, so whether it may issue is unknown"),
+            format!(
+                "{shown}; the CA at {server} publishes no CAA identity, so whether it may issue is unknown"
+            ),
             format!(
                 "make sure the CA's CAA domain is among: {}",
-                if allowed.is_empty() { "(none: `;` forbids every CA)".into() } else { allowed.join(", ") }
+                if allowed.is_empty() {
+                    "(none: `;` forbids every CA)".into()
+                } else {
+                    allowed.join(", ")
+                }
             ),
         );
     }
@@ -256,7 +280,10 @@ async fn caa(ctx: &Ctx, r: &Resolver, id: &Identifier, server: &str) -> Check {
             ids.join(", "),
             if wild { "wildcards for it" } else { "for it" }
         ),
-        format!("add the record `{at}. CAA 0 {tag} \"{}\"` (keep the others you need)", ids[0]),
+        format!(
+            "add the record `{at}. CAA 0 {tag} \"{}\"` (keep the others you need)",
+            ids[0]
+        ),
     )
 }
 
@@ -267,7 +294,11 @@ pub(super) async fn dns01(ctx: &Ctx, t: &Target) -> Vec<Check> {
     let Some(AuthSpec::Dns(auth)) = &t.auth else {
         return vec![];
     };
-    let names: Vec<&Identifier> = t.names.iter().filter(|i| matches!(i, Identifier::Dns(_))).collect();
+    let names: Vec<&Identifier> = t
+        .names
+        .iter()
+        .filter(|i| matches!(i, Identifier::Dns(_)))
+        .collect();
     if auth.provider == ProviderConfig::Manual {
         return names
             .iter()
@@ -282,10 +313,7 @@ pub(super) async fn dns01(ctx: &Ctx, t: &Target) -> Vec<Check> {
             .collect();
     }
     // Where each name's record goes, reported even when the update below fails.
-    let resolver = auth
-        .resolver
-        .map(Resolver::new)
-        .or_else(|| ctx.resolver.clone());
+    let resolver = auth.resolver.map(Resolver::new).or_else(|| ctx.resolver.clone());
     let mut delegation: Vec<Result<String, String>> = Vec::new();
     for id in &names {
         let name = format!("_acme-challenge.{}", id.base_name());
@@ -351,7 +379,9 @@ pub(super) async fn dns01(ctx: &Ctx, t: &Target) -> Vec<Check> {
                 (Ok(d), Ok(())) => Check::ok(
                     Kind::Dns01,
                     subject,
-                    format!("{d}; a test TXT record was added, seen at every authoritative server, and removed"),
+                    format!(
+                        "{d}; a test TXT record was added, seen at every authoritative server, and removed"
+                    ),
                 ),
             }
         })

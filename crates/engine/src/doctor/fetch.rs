@@ -18,8 +18,7 @@ use super::Ctx;
 const MAX_REDIRECTS: usize = 10;
 /// More than a key authorization ever is; a page is cut here.
 const MAX_BODY: usize = 64 * 1024;
-const USER_AGENT: &str =
-    "Mozilla/5.0 (compatible; certfleet doctor; like Let's Encrypt validation server)";
+const USER_AGENT: &str = "Mozilla/5.0 (compatible; certfleet doctor; like Let's Encrypt validation server)";
 
 /// Why one request got no HTTP answer.
 #[derive(Debug, Clone)]
@@ -43,11 +42,21 @@ impl std::fmt::Display for Unreachable {
 #[derive(Debug, Clone)]
 pub(super) enum End {
     /// A final (non-redirect) answer.
-    Answered { status: u16, body: String },
+    Answered {
+        status: u16,
+        body: String,
+    },
     /// `url` at `addr` gave no HTTP answer.
-    Unreachable { url: String, addr: SocketAddr, why: Unreachable },
+    Unreachable {
+        url: String,
+        addr: SocketAddr,
+        why: Unreachable,
+    },
     /// A redirect the CA refuses to follow (bad scheme, port, IP host, unresolvable host).
-    BadRedirect { to: String, why: String },
+    BadRedirect {
+        to: String,
+        why: String,
+    },
     /// The same URL twice.
     Loop,
     TooManyRedirects,
@@ -130,7 +139,12 @@ pub(super) async fn follow(ctx: &Ctx, url: Url, first: IpAddr) -> Trail {
         }
         match redirect_target(ctx, &next).await {
             Ok(i) => ip = i,
-            Err(why) => return Trail { urls, end: End::BadRedirect { to, why } },
+            Err(why) => {
+                return Trail {
+                    urls,
+                    end: End::BadRedirect { to, why },
+                };
+            }
         }
         current = next;
     }
@@ -145,7 +159,11 @@ async fn redirect_target(ctx: &Ctx, u: &Url) -> Result<IpAddr, String> {
     let default = match u.scheme() {
         "http" => 80,
         "https" => 443,
-        other => return Err(format!("the CA follows only http and https redirects, not {other}")),
+        other => {
+            return Err(format!(
+                "the CA follows only http and https redirects, not {other}"
+            ));
+        }
     };
     if let Some(p) = u.port().filter(|p| *p != default) {
         return Err(format!(

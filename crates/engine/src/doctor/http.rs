@@ -179,7 +179,10 @@ async fn batch(ctx: &Ctx, b: Batch) -> Vec<(usize, Check)> {
         Err(_) => {
             let _ = tokio::time::timeout(timeout, solver.cleanup(&all)).await;
             out.extend(fail_all(
-                format!("putting a test file in place took more than {} s", timeout.as_secs_f32()),
+                format!(
+                    "putting a test file in place took more than {} s",
+                    timeout.as_secs_f32()
+                ),
                 "check the web server reloads (its error log), or the hooks finish".into(),
                 false,
             ));
@@ -199,7 +202,10 @@ async fn batch(ctx: &Ctx, b: Batch) -> Vec<(usize, Check)> {
         let how = how(&b.spec, &t.identifier);
         let member = b.members.iter().find(|(g, _)| g == gi).map(|(_, t)| t.clone());
         async move {
-            let lineage = member.as_ref().and_then(|m| m.lineage.as_ref()).map(|l| l.name.clone());
+            let lineage = member
+                .as_ref()
+                .and_then(|m| m.lineage.as_ref())
+                .map(|l| l.name.clone());
             (*gi, check_name(ctx, t, &how, lineage.as_deref(), nginx).await)
         }
     }))
@@ -248,7 +254,10 @@ fn setup_fix(b: &Batch) -> (String, bool) {
             ),
             false,
         ),
-        _ => ("fix what the message names (renewal runs the same step)".into(), false),
+        _ => (
+            "fix what the message names (renewal runs the same step)".into(),
+            false,
+        ),
     }
 }
 
@@ -291,8 +300,7 @@ async fn check_name(
         Ok(u) => u,
         Err(e) => return Check::fail(Kind::Http01, name, e.to_string(), "check the name"),
     };
-    let trails =
-        futures::future::join_all(ips.iter().map(|ip| fetch::follow(ctx, url.clone(), *ip))).await;
+    let trails = futures::future::join_all(ips.iter().map(|ip| fetch::follow(ctx, url.clone(), *ip))).await;
     let good = |tr: &Trail| matches!(&tr.end, End::Answered { status: 200, body } if body.trim() == t.key_authorization);
     let bad: Vec<(&IpAddr, &Trail)> = ips.iter().zip(&trails).filter(|(_, tr)| !good(tr)).collect();
     let via = |tr: &Trail| {
@@ -355,7 +363,11 @@ fn explain(
         "nginx ({}) answers it with the server block at {} (server_name {})",
         conf.display(),
         r.server,
-        if r.server_names.is_empty() { "none".into() } else { r.server_names.join(" ") }
+        if r.server_names.is_empty() {
+            "none".into()
+        } else {
+            r.server_names.join(" ")
+        }
     );
     if let Some((loc, at)) = &r.location {
         seen.push_str(&format!(", {loc} at {at}"));
@@ -377,11 +389,20 @@ fn explain(
         (End::Answered { status: 403, .. }, Some(w)) if r.denied => format!(
             "{} denies it: add `location ^~ /.well-known/acme-challenge/ {{ allow all; root {w}; }}` to the server \
              block at {} (a longer ^~ prefix wins over it), then reload nginx",
-            r.location.as_ref().map_or("the server block".to_string(), |(l, at)| format!("`{l}` at {at}")),
+            r.location
+                .as_ref()
+                .map_or("the server block".to_string(), |(l, at)| format!("`{l}` at {at}")),
             r.server
         ),
-        (End::Answered { status: 404 | 200, .. }, Some(w))
-            if !r.alias && r.root.as_deref().is_some_and(|root| Path::new(root) != Path::new(&w)) =>
+        (
+            End::Answered {
+                status: 404 | 200, ..
+            },
+            Some(w),
+        ) if !r.alias
+            && r.root
+                .as_deref()
+                .is_some_and(|root| Path::new(root) != Path::new(&w)) =>
         {
             let root = r.root.clone().unwrap_or_default();
             format!(

@@ -23,12 +23,7 @@ pub(super) fn lineage(ctx: &Ctx, t: &Target) -> Vec<Check> {
     let now = ctx.opts.now;
     let mut out = Vec::new();
     match lin.cert_info() {
-        Err(e) => out.push(Check::fail(
-            Kind::Lineage,
-            name,
-            e.to_string(),
-            reissue_fix(lin),
-        )),
+        Err(e) => out.push(Check::fail(Kind::Lineage, name, e.to_string(), reissue_fix(lin))),
         Ok(info) => {
             out.push(match lineage_problem(lin, &info) {
                 Some(p) => Check::fail(Kind::Lineage, name, p, reissue_fix(lin)),
@@ -81,7 +76,9 @@ fn expiry(lin: &Lineage, info: &certfleet_core::CertInfo, now: OffsetDateTime) -
             Kind::Expiry,
             name,
             format!("{detail}; autorenew is off in its renewal conf"),
-            format!("renew it by hand (`certfleet renew --cert-name {name} --force-renewal`) or set autorenew = True"),
+            format!(
+                "renew it by hand (`certfleet renew --cert-name {name} --force-renewal`) or set autorenew = True"
+            ),
         )
     } else if left < info.lifetime() / 6_i32 {
         Check::warn(
@@ -310,6 +307,8 @@ pub(super) fn scheduler(ctx: &Ctx) -> Vec<Check> {
         .iter()
         .map(|u| unit_dir.join(u))
         .find(|p| p.is_file());
+    // certbot's own timer renews certbot's default tree only.
+    let certbot_tree = ctx.opts.store.dirs().config_dir == Path::new("/etc/letsencrypt");
     let certbot = [
         "/etc/systemd/system/certbot.timer",
         "/lib/systemd/system/certbot.timer",
@@ -318,7 +317,7 @@ pub(super) fn scheduler(ctx: &Ctx) -> Vec<Check> {
     ]
     .iter()
     .map(Path::new)
-    .find(|p| p.is_file());
+    .find(|p| certbot_tree && p.is_file());
     let installed = match (&ours, certbot) {
         (Some(p), _) => format!("{} installed", p.display()),
         (None, Some(p)) => format!("{} installed (certbot renews this tree)", p.display()),

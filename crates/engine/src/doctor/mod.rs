@@ -71,8 +71,10 @@ pub enum Kind {
     /// CAA allows the CA.
     Caa,
     /// A test file fetched as the CA fetches http-01.
+    #[serde(rename = "http-01")]
     Http01,
     /// `_acme-challenge` delegation and a test TXT update.
+    #[serde(rename = "dns-01")]
     Dns01,
     /// What is served on port 443.
     Tls,
@@ -386,11 +388,7 @@ pub async fn run(targets: Vec<Target>, opts: Options) -> Report {
     }
     for g in &mut groups {
         let rank = |c: &Check| {
-            let subject = g
-                .names
-                .iter()
-                .position(|n| *n == c.subject)
-                .map_or(0, |i| i + 1);
+            let subject = g.names.iter().position(|n| *n == c.subject).map_or(0, |i| i + 1);
             (subject, c.check)
         };
         let mut checks = std::mem::take(&mut g.checks);
@@ -400,7 +398,13 @@ pub async fn run(targets: Vec<Target>, opts: Options) -> Report {
     Report { groups, host }
 }
 
-fn task(ctx: &Arc<Ctx>, gi: usize, t: &Arc<Target>, kinds: Vec<Kind>, f: fn(&Ctx, &Target) -> Vec<Check>) -> Task {
+fn task(
+    ctx: &Arc<Ctx>,
+    gi: usize,
+    t: &Arc<Target>,
+    kinds: Vec<Kind>,
+    f: fn(&Ctx, &Target) -> Vec<Check>,
+) -> Task {
     let (c, tt) = (ctx.clone(), t.clone());
     let subject = t.lineage.as_ref().map(|l| l.name.clone()).unwrap_or_default();
     Task {

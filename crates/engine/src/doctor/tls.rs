@@ -27,7 +27,10 @@ pub(crate) struct Trust {
 impl Trust {
     pub fn new(extra_der: &[Vec<u8>]) -> Self {
         Trust {
-            extra: extra_der.iter().map(|d| CertificateDer::from(d.clone())).collect(),
+            extra: extra_der
+                .iter()
+                .map(|d| CertificateDer::from(d.clone()))
+                .collect(),
             verifier: OnceLock::new(),
         }
     }
@@ -141,7 +144,9 @@ pub(super) async fn served(ctx: &Ctx, t: &Target, ni: usize) -> Vec<Check> {
                 Kind::Tls,
                 subject,
                 format!("{addr} for {name}: {e}"),
-                format!("is {addr} a TLS server? does a server block for {name} have TLS enabled (listen {port} ssl)?"),
+                format!(
+                    "is {addr} a TLS server? does a server block for {name} have TLS enabled (listen {port} ssl)?"
+                ),
             )];
         }
     };

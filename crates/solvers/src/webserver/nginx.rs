@@ -477,7 +477,9 @@ pub fn route(opts: &NginxOptions, host: &str, port: u16, path: &str) -> Result<O
         http_root = http_root.or_else(|| arg_of(children, "root"));
         body = body.or_else(|| {
             children.iter().find_map(|s| match &s.block {
-                Some((open, b)) if s.name == "server" && s.file == block.file && *open == block.open => Some(b),
+                Some((open, b)) if s.name == "server" && s.file == block.file && *open == block.open => {
+                    Some(b)
+                }
                 _ => None,
             })
         });
