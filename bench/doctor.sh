@@ -6,6 +6,7 @@
 # serves the webroot and N TLS server blocks, a local Pebble issued the lineages.
 #
 #   ./bench/doctor.sh [RUNS] [N]     (defaults 5 50; run on request, not in CI)
+#   CERTFLEET_BIN=target/debug/certfleet ./bench/doctor.sh   # time another build
 #
 # Needs: pebble, named (bind9), nginx, openssl, python3.
 set -euo pipefail
@@ -15,8 +16,12 @@ n=${2:-50}
 for tool in pebble named nginx openssl python3; do
   command -v "$tool" >/dev/null || { echo "bench: $tool is missing (apt-get install pebble bind9 nginx openssl python3)" >&2; exit 1; }
 done
-cargo build --release --locked -q -p certfleet
-export CERTFLEET="$PWD/target/release/certfleet" RUNS="$runs" N="$n"
+# CERTFLEET_BIN=path/to/certfleet skips the release build (e.g. to time a debug build).
+if [ -z "${CERTFLEET_BIN:-}" ]; then
+  cargo build --release --locked -q -p certfleet
+  CERTFLEET_BIN="$PWD/target/release/certfleet"
+fi
+export CERTFLEET="$CERTFLEET_BIN" RUNS="$runs" N="$n"
 
 exec python3 - <<'PY'
 import os, shutil, socket, ssl, subprocess, sys, tempfile, time, urllib.request
