@@ -182,7 +182,14 @@ fn http01_faults_of_a_broken_nginx_are_named_with_their_fix() {
         &["served the test file over 127.0.0.1"],
         &[],
     );
-    expect(&report, "dns", "good.example.test", "OK", &["127.0.0.1"], &[]);
+    expect(
+        &report,
+        "dns",
+        "good.example.test",
+        "OK",
+        &["A/AAAA 127.0.0.1, the same at its authoritative server"],
+        &[],
+    );
     expect(
         &report,
         "caa",

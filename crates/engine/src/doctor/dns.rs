@@ -135,27 +135,38 @@ async fn addresses(r: &Resolver, id: &Identifier, dns01: bool) -> Check {
     }
     let listed = list(&ips);
     // Every authoritative server must give the same answer: the CA asks any of them.
-    if let Some(diff) = disagreement(r, &name, &ips).await {
+    let (servers, diff) = disagreement(r, &name, &ips).await;
+    if let Some(diff) = diff {
         return Check::warn(
             Kind::Dns,
             subject,
-            format!("{name}: {listed} from the resolver, but {diff}"),
+            format!("A/AAAA {listed} from the resolver, but {diff}"),
             "update the lagging name server (zone serial, NOTIFY/AXFR to the secondaries) so every \
              authoritative server answers the same addresses",
         );
     }
-    Check::ok(Kind::Dns, subject, format!("{name}: {listed}"))
+    let same = match servers {
+        0 => String::new(),
+        1 => ", the same at its authoritative server".to_string(),
+        n => format!(", the same at all {n} authoritative servers"),
+    };
+    Check::ok(Kind::Dns, subject, format!("A/AAAA {listed}{same}"))
 }
 
 fn list(ips: &[IpAddr]) -> String {
     ips.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
 }
 
-/// The first authoritative server whose A/AAAA answer differs from `seen`, said in words.
-/// Lookup failures of the zone or its servers are not this check's business (None).
-async fn disagreement(r: &Resolver, name: &str, seen: &[IpAddr]) -> Option<String> {
-    let zone = r.find_zone(name).await.ok()?;
-    let servers = r.name_servers(&zone).await.ok()?;
+/// How many authoritative servers were asked, and the first whose A/AAAA answer differs from
+/// `seen`, said in words. Failing to find the zone or its servers is not this check's business
+/// (none asked).
+async fn disagreement(r: &Resolver, name: &str, seen: &[IpAddr]) -> (usize, Option<String>) {
+    let Ok(zone) = r.find_zone(name).await else {
+        return (0, None);
+    };
+    let Ok(servers) = r.name_servers(&zone).await else {
+        return (0, None);
+    };
     let mut want = seen.to_vec();
     want.sort();
     let answers = futures::future::join_all(servers.iter().map(|ns| async move {
@@ -166,7 +177,7 @@ async fn disagreement(r: &Resolver, name: &str, seen: &[IpAddr]) -> Option<Strin
         (ns, got)
     }))
     .await;
-    answers.into_iter().find_map(|(ns, got)| match got {
+    let diff = answers.into_iter().find_map(|(ns, got)| match got {
         Ok(v) if v == want => None,
         Ok(v) if v.is_empty() => Some(format!(
             "name server {} ({}) has no address for it",
@@ -179,7 +190,8 @@ async fn disagreement(r: &Resolver, name: &str, seen: &[IpAddr]) -> Option<Strin
             list(&v)
         )),
         Err(e) => Some(format!("name server {} does not answer: {e}", ns.host)),
-    })
+    });
+    (servers.len(), diff)
 }
 
 /// RFC 8659: the CAA records that govern `id` are those at the closest name (itself, then
