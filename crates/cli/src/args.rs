@@ -20,7 +20,7 @@ server configurations, hooks and certbot itself keep working.",
     after_long_help = "EXIT CODES:\n  0   success\n  1   unexpected failure\n  2   bad command line or input (names, files, flags)\n  \
 3   the CA could not validate control of a name\n  4   the CA refused the request, was unreachable or rate-limited\n  \
 5   local store problem (permissions, lock held, corrupt files)\n  10  renew: a renewal failed, every certificate is still valid\n  \
-11  renew: a certificate is expired or will expire before the next retry\n  12  a hook failed (the certificate was saved)\n\n\
+11  renew: a certificate is expired or will expire before the next retry\n  12  a hook failed (the certificate was saved)\n  13  doctor: a check failed\n\n\
 ENVIRONMENT:\n  CERTFLEET_CA_BUNDLE, REQUESTS_CA_BUNDLE   PEM file of roots to trust for the ACME server (private/test CAs)\n  \
 CERTFLEET_LOG                             log filter, e.g. debug or certfleet_acme=trace"
 )]
@@ -183,6 +183,19 @@ due time, ARI poll or retry (plus a little jitter). Logs to stderr (journald und
 re-reads the lineage list at once; SIGTERM or SIGINT exits after the renewals in flight finish."
     )]
     Run(RunArgs),
+    /// Check what would make issuance or renewal fail (DNS, CAA, http-01, dns-01, TLS, local files), with fixes.
+    #[command(
+        long_about = "Check every lineage (or --cert-name NAME, or -d NAME...) for what would make its renewal fail, \
+without asking the CA: a test http-01 file put in place the way the lineage's authenticator does it and fetched from \
+every A/AAAA address the way the CA fetches it (port 80, redirects followed); A/AAAA and CAA records; for dns-01 a test \
+TXT record added and removed with the lineage's credentials; what is served on port 443 (the current certificate, \
+the whole chain, nothing expired); live/ links, key, modes, renewal conf, account, failures; and whether a timer or \
+the daemon renews.\n\nNames with no lineage yet are checked with the flags certonly will get: doctor takes certonly's \
+flags.\n\nEach check prints OK, WARN or FAIL, and for WARN and FAIL the fix. Exit code 13 when a check FAILs.\n\n\
+EXAMPLES:\n  certfleet doctor\n  certfleet doctor --cert-name example.com --json\n  \
+certfleet doctor -d new.example.com --webroot -w /var/www/html"
+    )]
+    Doctor(Box<DoctorArgs>),
     /// Change how a certificate renews (webroot, authenticator, hooks, key type, server) without issuing.
     Reconfigure(ReconfigureArgs),
     /// Point live/ links at the newest complete version in archive/ (repairs after manual edits).
@@ -503,6 +516,29 @@ pub struct CertonlyArgs {
     pub plugins: crate::args_certbot::PluginArgs,
     #[command(flatten)]
     pub compat: crate::args_certbot::CompatArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// certonly's flags: -d and --cert-name choose what to check; the authenticator flags
+    /// (--webroot -w, --standalone, --nginx, --dns-*, ...) check names before their first certonly.
+    #[command(flatten)]
+    pub certonly: CertonlyArgs,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Give up on a check after this long (seconds, or 90s, 5m).
+    #[arg(long, value_name = "TIME", value_parser = parse_timeout, default_value = "5")]
+    pub timeout: std::time::Duration,
+    /// Port of the TLS server to check.
+    #[arg(long, value_name = "PORT", default_value_t = 443)]
+    pub port: u16,
+    /// PEM roots to trust, besides this host's, when judging served chains (private or test CAs).
+    #[arg(long, value_name = "FILE")]
+    pub tls_roots: Option<PathBuf>,
+    /// Where the systemd units are installed.
+    #[arg(long, value_name = "DIR", default_value = "/etc/systemd/system")]
+    pub unit_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]

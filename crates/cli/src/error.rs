@@ -26,6 +26,8 @@ pub enum ExitCode {
     RenewExpiring = 11,
     /// A hook failed (the certificate itself was saved).
     Hook = 12,
+    /// doctor: at least one check failed.
+    DoctorFailed = 13,
 }
 
 #[derive(Debug)]

@@ -64,6 +64,10 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<std::process::ExitC
             verbs::certonly::run(&dry_run_server(g, args.dry_run), &args, sub).await
         }
         Command::Certificates(args) => verbs::certificates::run(g, &args),
+        Command::Doctor(args) => {
+            let sub = matches.subcommand_matches("doctor").expect("doctor matched");
+            verbs::doctor::run(g, &args, sub).await
+        }
         Command::Register => verbs::account::register(g).await,
         Command::UpdateAccount => verbs::account::update(g).await,
         Command::Unregister => verbs::account::unregister(g).await,

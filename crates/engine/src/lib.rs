@@ -11,6 +11,7 @@ pub mod account;
 pub mod authenticator;
 pub mod ca_cache;
 pub mod deploy;
+pub mod doctor;
 pub mod error;
 pub mod events;
 pub mod issue;

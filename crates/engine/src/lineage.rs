@@ -1,7 +1,8 @@
 //! Facts about a lineage's key: the key on disk, the key type of its certificate, and the key
 //! type its renewal conf asks for.
 
-use certfleet_core::{CertInfo, KeySpec, PrivateKey};
+use certfleet_core::identifier::IdentifierError;
+use certfleet_core::{CertInfo, Identifier, KeySpec, PrivateKey};
 use certfleet_store::{Kind, Lineage};
 
 use crate::EngineError;
@@ -61,6 +62,29 @@ pub struct LiveSetProblem {
     pub why: String,
     /// The private key is the broken part.
     pub key: bool,
+}
+
+/// A lineage's names (as its certificate lists them) as identifiers: IP addresses or DNS names.
+pub fn identifiers(names: &[String]) -> Result<Vec<Identifier>, IdentifierError> {
+    names
+        .iter()
+        .map(|n| {
+            if n.parse::<std::net::IpAddr>().is_ok() {
+                Identifier::ip(n)
+            } else {
+                Identifier::dns(n)
+            }
+        })
+        .collect()
+}
+
+/// What makes a lineage unusable as it stands (`certificates` shows it as INVALID): live
+/// links broken or out of step, or a live set a service cannot load (see [`live_set_problem`]).
+pub fn lineage_problem(lin: &Lineage, info: &CertInfo) -> Option<String> {
+    if let Err(e) = lin.check() {
+        return Some(e.to_string());
+    }
+    live_set_problem(lin, info).map(|p| p.why)
 }
 
 /// The key type of a certificate, from its public key (no private key read).

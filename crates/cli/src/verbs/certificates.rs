@@ -5,7 +5,7 @@ use std::process::ExitCode as ProcessExit;
 use serde_json::json;
 use time::OffsetDateTime;
 
-use certfleet_engine::lineage::{cert_key_spec, live_set_problem};
+use certfleet_engine::lineage::{cert_key_spec, lineage_problem};
 use certfleet_engine::renewal::lineage_state;
 use certfleet_renew::LineageState;
 use certfleet_store::Kind;
@@ -38,22 +38,15 @@ pub fn run(g: &GlobalArgs, a: &CertificatesArgs) -> Result<ProcessExit> {
             Ok(lin) => {
                 let cert_path = lin.live_path(Kind::Fullchain).display().to_string();
                 let key_path = lin.live_path(Kind::Privkey).display().to_string();
-                match (lin.cert_info(), lin.check()) {
-                    (Ok(info), check) => {
+                match lin.cert_info() {
+                    Ok(info) => {
                         let key_type = cert_key_spec(&info)
                             .map(|k| k.to_string())
                             .unwrap_or_else(|| "unknown".into());
-                        // As certbot: the private key must be readable and match the certificate
-                        // (and, as renew checks too, fullchain.pem must begin with it).
-                        let live_check = match live_set_problem(&lin, &info) {
-                            Some(p) => Err(p.why),
-                            None => Ok(()),
-                        };
-                        let (status, problem) = match (check, live_check) {
-                            (Err(e), _) => ("INVALID", Some(e.to_string())),
-                            (Ok(()), Err(e)) => ("INVALID", Some(e)),
-                            (Ok(()), Ok(())) if info.is_expired_at(now) => ("EXPIRED", None),
-                            (Ok(()), Ok(())) => ("VALID", None),
+                        let (status, problem) = match lineage_problem(&lin, &info) {
+                            Some(p) => ("INVALID", Some(p)),
+                            None if info.is_expired_at(now) => ("EXPIRED", None),
+                            None => ("VALID", None),
                         };
                         Row {
                             name,
@@ -66,7 +59,7 @@ pub fn run(g: &GlobalArgs, a: &CertificatesArgs) -> Result<ProcessExit> {
                             key_path,
                         }
                     }
-                    (Err(e), _) => Row {
+                    Err(e) => Row {
                         name,
                         domains: vec![],
                         key_type: String::new(),

@@ -3,6 +3,7 @@ pub mod agent;
 pub mod certificates;
 pub mod certonly;
 pub mod daemon;
+pub mod doctor;
 pub mod fleet;
 pub mod output;
 pub mod reconfigure;

@@ -25,17 +25,7 @@ pub(super) async fn attempt(
     acct: &Account,
 ) -> Result<Option<(u32, CertInfo)>, EngineError> {
     let lin = &l.lineage;
-    let ids: Vec<Identifier> = l
-        .names
-        .iter()
-        .map(|n| {
-            if n.parse::<std::net::IpAddr>().is_ok() {
-                Identifier::ip(n)
-            } else {
-                Identifier::dns(n)
-            }
-        })
-        .collect::<Result<_, _>>()
+    let ids: Vec<Identifier> = crate::lineage::identifiers(&l.names)
         .map_err(|e| EngineError::config(format!("{}: {e}", lin.name)))?;
     let auth = AuthSpec::from_conf(&lin.conf, &ids)?;
     if lin.conf.must_staple() {

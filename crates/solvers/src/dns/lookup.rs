@@ -34,6 +34,17 @@ pub struct NameServer {
     pub addr: SocketAddr,
 }
 
+/// One CAA record (RFC 8659): `0 issue "letsencrypt.org"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaaRecord {
+    /// The issuer-critical flag.
+    pub critical: bool,
+    /// `issue`, `issuewild`, `iodef`, ... (lower case).
+    pub tag: String,
+    /// The value as written, e.g. `letsencrypt.org; validationmethods=dns-01`.
+    pub value: String,
+}
+
 impl Resolver {
     pub fn new(addr: SocketAddr) -> Self {
         Resolver {
@@ -208,6 +219,41 @@ impl Resolver {
             v.extend(from(&m));
         }
         Ok(v)
+    }
+
+    /// The A and AAAA addresses of `name` (CNAMEs followed by the server), IPv6 first as the
+    /// CA tries them; empty when the name has none (NXDOMAIN included).
+    pub async fn ips(&self, name: &str) -> Result<Vec<IpAddr>, DnsError> {
+        let (aaaa, a) = futures::join!(
+            self.query(name, RecordType::AAAA),
+            self.query(name, RecordType::A)
+        );
+        let mut out = Vec::new();
+        for m in [aaaa?, a?] {
+            out.extend(m.answers.iter().filter_map(|r| match &r.data {
+                RData::A(a) => Some(IpAddr::V4(a.0)),
+                RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+                _ => None,
+            }));
+        }
+        Ok(out)
+    }
+
+    /// The CAA records at `name` itself (RFC 8659's climb to the parents is the caller's).
+    pub async fn caa(&self, name: &str) -> Result<Vec<CaaRecord>, DnsError> {
+        let resp = self.query(name, RecordType::CAA).await?;
+        Ok(resp
+            .answers
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::CAA(c) => Some(CaaRecord {
+                    critical: c.issuer_critical,
+                    tag: c.tag.to_ascii_lowercase(),
+                    value: String::from_utf8_lossy(&c.value).into_owned(),
+                }),
+                _ => None,
+            })
+            .collect())
     }
 
     /// Authoritative servers listen on 53, except loopback ones, which are taken to be the

@@ -441,6 +441,135 @@ fn blocks_for<'a>(all: &'a [ServerBlock], host: &str, port: u16) -> Vec<(&'a Ser
     out
 }
 
+/// What nginx does with `http://HOST:PORT/PATH`, read from its configuration: the server block
+/// it picks, the location that matches, and where the answer comes from. For `doctor`'s
+/// explanations of a 403 or a 404.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// `FILE:LINE` of the server block.
+    pub server: String,
+    pub server_names: Vec<String>,
+    /// The matching location (`location ^~ /.well-known/`) and its `FILE:LINE`.
+    pub location: Option<(String, String)>,
+    /// The effective `root`, or `alias` (then `alias` is true); None: nginx's default.
+    pub root: Option<String>,
+    pub alias: bool,
+    /// `deny all` applies to the path.
+    pub denied: bool,
+    /// A `return` applies to the path (its arguments).
+    pub returns: Option<String>,
+}
+
+/// The [`Route`] of `path` for `host` on `port` (plain http); None when no server block
+/// listens there.
+pub fn route(opts: &NginxOptions, host: &str, port: u16, path: &str) -> Result<Option<Route>, SolverError> {
+    let cfg = Config::load(&opts.conf_file(), &opts.server_root)?;
+    let (all, _) = servers(&cfg);
+    let Some((block, _)) = blocks_for(&all, host, port).into_iter().next() else {
+        return Ok(None);
+    };
+    let mut http_root = None;
+    let mut body = None;
+    for d in &cfg.top {
+        let (Some((_, children)), "http") = (&d.block, d.name.as_str()) else {
+            continue;
+        };
+        http_root = http_root.or_else(|| arg_of(children, "root"));
+        body = body.or_else(|| {
+            children.iter().find_map(|s| match &s.block {
+                Some((open, b)) if s.name == "server" && s.file == block.file && *open == block.open => {
+                    Some(b)
+                }
+                _ => None,
+            })
+        });
+    }
+    let Some(body) = body else { return Ok(None) };
+    let at = |file: usize, open: usize| {
+        let path = &cfg.files[file];
+        let line = std::fs::read_to_string(path)
+            .map(|src| line_of(&src, open))
+            .unwrap_or(0);
+        format!("{}:{line}", path.display())
+    };
+    let location = pick_location(body, path);
+    let in_loc = |name: &str| location.and_then(|l| l.block.as_ref().and_then(|(_, c)| arg_of(c, name)));
+    let (root, alias) = match (in_loc("alias"), in_loc("root")) {
+        (Some(a), _) => (Some(a), true),
+        (None, Some(r)) => (Some(r), false),
+        (None, None) => (arg_of(body, "root").or(http_root), false),
+    };
+    let access = |list: &[Directive]| list.iter().any(|d| d.name == "allow" || d.name == "deny");
+    let loc_children: &[Directive] = location.and_then(|l| l.block.as_ref()).map_or(&[], |(_, c)| c);
+    let deny_all = |list: &[Directive]| {
+        list.iter()
+            .any(|d| d.name == "deny" && d.args.first().is_some_and(|a| a == "all"))
+    };
+    let denied = if access(loc_children) {
+        deny_all(loc_children)
+    } else {
+        deny_all(body)
+    };
+    // A server-level `return` runs before any location is chosen.
+    let returns = body
+        .iter()
+        .chain(loc_children)
+        .find(|d| d.name == "return")
+        .map(|d| d.args.join(" "));
+    Ok(Some(Route {
+        server: at(block.file, block.open),
+        server_names: block.names.clone(),
+        location: location.map(|l| {
+            (
+                format!("location {}", l.args.join(" ")),
+                at(l.file, l.block.as_ref().map_or(0, |(o, _)| *o)),
+            )
+        }),
+        root,
+        alias,
+        denied,
+        returns,
+    }))
+}
+
+fn arg_of(list: &[Directive], name: &str) -> Option<String> {
+    list.iter()
+        .find(|d| d.name == name && d.block.is_none())
+        .and_then(|d| d.args.first().cloned())
+}
+
+/// nginx's choice among a server's locations: an exact match, else the longest prefix if it
+/// is `^~`, else the first regular expression that matches, else the longest prefix.
+fn pick_location<'a>(body: &'a [Directive], path: &str) -> Option<&'a Directive> {
+    let mut prefix: Option<(&Directive, usize, bool)> = None;
+    let mut regexes = Vec::new();
+    for d in body.iter().filter(|d| d.name == "location" && d.block.is_some()) {
+        let (modifier, pattern) = match d.args.as_slice() {
+            [m, p] => (m.as_str(), p.as_str()),
+            [p] => ("", p.as_str()),
+            _ => continue,
+        };
+        match modifier {
+            "=" if path == pattern => return Some(d),
+            "" | "^~" if path.starts_with(pattern) && prefix.is_none_or(|(_, n, _)| pattern.len() > n) => {
+                prefix = Some((d, pattern.len(), modifier == "^~"));
+            }
+            "~" | "~*" => regexes.push((d, pattern, modifier == "~*")),
+            _ => {}
+        }
+    }
+    if let Some((d, _, true)) = prefix {
+        return Some(d);
+    }
+    let regex = regexes.into_iter().find(|(_, p, ci)| {
+        regex::RegexBuilder::new(p)
+            .case_insensitive(*ci)
+            .build()
+            .is_ok_and(|r| r.is_match(path))
+    });
+    regex.map(|(d, _, _)| d).or(prefix.map(|(d, _, _)| d))
+}
+
 impl Server for Nginx {
     fn plan(&self, tasks: &[ChallengeTask], own_dir: &Path) -> Result<Plan, SolverError> {
         let cfg = Config::load(&self.0.conf_file(), &self.0.server_root)?;
