@@ -26,6 +26,8 @@ pub enum ExitCode {
     RenewExpiring = 11,
     /// A hook failed (the certificate itself was saved).
     Hook = 12,
+    /// import: a lineage would not carry over to certfleet as it is.
+    ImportIncomplete = 13,
 }
 
 #[derive(Debug)]

@@ -4,6 +4,8 @@ pub mod certificates;
 pub mod certonly;
 pub mod daemon;
 pub mod fleet;
+pub mod generate;
+pub mod import;
 pub mod output;
 pub mod reconfigure;
 pub mod renew;
