@@ -7,7 +7,9 @@
 #
 #   scripts/deb.sh          release build (what you install); prints the .deb's path
 #   scripts/deb.sh --ci     packages the dev-profile binary `cargo test` already built
-#                           (no second, release, build in CI) and compresses fast
+#                           (no second, release, build in CI) and compresses fast; cargo-deb
+#                           warns that it may refuse dev profiles in a future version, hence
+#                           the pinned version below
 #
 # Installs cargo-deb (pinned) with `cargo install` when it is missing (needs crates.io).
 set -euo pipefail
