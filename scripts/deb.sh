@@ -25,6 +25,17 @@ esac
 start=$SECONDS
 step() { echo "deb.sh: $* ($((SECONDS - start))s)" >&2; }
 
+# dpkg-shlibdeps (for Depends: $auto) and man (to check the pages render).
+need=()
+command -v dpkg-shlibdeps >/dev/null || need+=(dpkg-dev)
+command -v man >/dev/null || need+=(man-db)
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo -n"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q </dev/null
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" </dev/null
+fi
+
 if ! cargo deb --version >/dev/null 2>&1; then
   step "installing cargo-deb $CARGO_DEB_VERSION"
   cargo install cargo-deb --locked --version "$CARGO_DEB_VERSION" </dev/null
