@@ -20,7 +20,8 @@ server configurations, hooks and certbot itself keep working.",
     after_long_help = "EXIT CODES:\n  0   success\n  1   unexpected failure\n  2   bad command line or input (names, files, flags)\n  \
 3   the CA could not validate control of a name\n  4   the CA refused the request, was unreachable or rate-limited\n  \
 5   local store problem (permissions, lock held, corrupt files)\n  10  renew: a renewal failed, every certificate is still valid\n  \
-11  renew: a certificate is expired or will expire before the next retry\n  12  a hook failed (the certificate was saved)\n  13  doctor: a check failed\n\n\
+11  renew: a certificate is expired or will expire before the next retry\n  12  a hook failed (the certificate was saved)\n  \
+13  doctor: a check failed; import: a lineage would not carry over as it is\n\n\
 ENVIRONMENT:\n  CERTFLEET_CA_BUNDLE, REQUESTS_CA_BUNDLE   PEM file of roots to trust for the ACME server (private/test CAs)\n  \
 CERTFLEET_LOG                             log filter, e.g. debug or certfleet_acme=trace"
 )]
@@ -204,6 +205,22 @@ certfleet doctor -d new.example.com --webroot -w /var/www/html"
     /// Install the systemd units (certfleet-renew.timer twice daily, or the certfleet.service daemon).
     #[command(name = "install-timer")]
     InstallTimer(InstallTimerArgs),
+    /// Check a certbot host: what of each lineage carries over to certfleet, and how to switch.
+    #[command(
+        long_about = "Check a certbot host before switching it to certfleet. certfleet renews certbot's tree \
+in place, so nothing is copied or converted: for every lineage under CONFIG_DIR this reads the renewal conf \
+the way `certfleet renew` will and says what carries over (authenticator, installer, hooks, credentials \
+files, account, key and renewal settings) and what does not (e.g. a third-party certbot plugin such as \
+dns-ovh), with what to do. Then it prints the commands that turn certbot's timer (and Debian's cron job) \
+off and certfleet's timer on.\n\nRead-only and offline: nothing is written, nothing is sent to a CA.\n\n\
+Exit codes: 0 every lineage carries over; 13 at least one would not renew (or not reach its server) under \
+certfleet: fix it as shown, or keep certbot until then.\n\nEXAMPLES:\n  certfleet import\n  \
+certfleet import --json\n  certfleet import && systemctl disable --now certbot.timer"
+    )]
+    Import(ImportArgs),
+    /// Write man pages, shell completions or the systemd units into a directory (for packaging).
+    #[command(hide = true)]
+    Generate(GenerateArgs),
     /// Fleet mode: run the central server (database, API, renewals, http-01 responder).
     #[command(
         long_about = "Run the fleet server in the foreground: it holds every certificate in a database \
@@ -368,6 +385,30 @@ pub struct UpdateSymlinksArgs {
     /// Only these lineages (default: all).
     #[arg(long, value_name = "NAME", value_parser = parse_cert_name)]
     pub cert_name: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Only this lineage (repeatable).
+    #[arg(long, value_name = "NAME", value_parser = parse_cert_name)]
+    pub cert_name: Vec<String>,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// man: certfleet.1 and certfleet-VERB.1; completions: bash, zsh and fish; units: the
+    /// systemd units with ExecStart at --binary.
+    #[arg(value_parser = ["man", "completions", "units"])]
+    pub what: String,
+    /// Directory to write into (created if missing).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// With units: the installed binary's path.
+    #[arg(long, value_name = "PATH", default_value = "/usr/bin/certfleet")]
+    pub binary: String,
 }
 
 #[derive(Debug, Args)]

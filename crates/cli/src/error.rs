@@ -26,8 +26,9 @@ pub enum ExitCode {
     RenewExpiring = 11,
     /// A hook failed (the certificate itself was saved).
     Hook = 12,
-    /// doctor: at least one check failed.
-    DoctorFailed = 13,
+    /// A check found something a human must fix: doctor (a check failed), import (a lineage
+    /// would not carry over to certfleet as it is).
+    NeedsAttention = 13,
 }
 
 #[derive(Debug)]

@@ -119,7 +119,7 @@ pub async fn run(g: &GlobalArgs, a: &DoctorArgs, m: &clap::ArgMatches) -> Result
         print_text(&report, g.quiet);
     }
     if report.failed() {
-        Ok(ProcessExit::from(ExitCode::DoctorFailed as u8))
+        Ok(ProcessExit::from(ExitCode::NeedsAttention as u8))
     } else {
         Ok(ProcessExit::SUCCESS)
     }

@@ -5,6 +5,8 @@ pub mod certonly;
 pub mod daemon;
 pub mod doctor;
 pub mod fleet;
+pub mod generate;
+pub mod import;
 pub mod output;
 pub mod reconfigure;
 pub mod renew;

@@ -61,7 +61,7 @@ pub fn install(g: &GlobalArgs, a: &InstallTimerArgs) -> Result<ProcessExit> {
 }
 
 /// `--config-dir` etc. when they differ from certbot's defaults, so the units use the same tree.
-fn dir_flags(g: &GlobalArgs) -> String {
+pub(crate) fn dir_flags(g: &GlobalArgs) -> String {
     let mut out = String::new();
     for (flag, val, default) in [
         ("--config-dir", &g.config_dir, "/etc/letsencrypt"),
@@ -76,7 +76,7 @@ fn dir_flags(g: &GlobalArgs) -> String {
     out
 }
 
-fn render(text: &str, exe: &str, extra: &str) -> String {
+pub(crate) fn render(text: &str, exe: &str, extra: &str) -> String {
     text.lines()
         .map(|l| {
             if let Some(rest) = l.strip_prefix(&format!("ExecStart={SHIPPED_BINARY}")) {
