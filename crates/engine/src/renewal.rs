@@ -287,30 +287,8 @@ pub async fn run_pass(store: &Store, opts: PassOptions) -> Result<PassReport, En
         }
     }
     report.lineages.sort_by(|a, b| a.name.cmp(&b.name));
-    if !opts.dry_run && opts.only.is_empty() {
-        record_pass(store, now);
-    }
     report.next_wakeup = next_wakeup(opts.clock.now(), decisions.iter().map(|(d, s)| (d, s.as_ref())));
     Ok(report)
-}
-
-/// Where the time of the last whole pass is kept (so `doctor` can tell whether the timer or
-/// daemon really runs).
-const LAST_PASS: &str = "last-pass";
-
-/// Remember that a whole pass ran at `now` (best effort: it is only a diagnostic).
-fn record_pass(store: &Store, now: time::OffsetDateTime) {
-    let path = state_dir(store).join(LAST_PASS);
-    let text = now.unix_timestamp().to_string();
-    if let Err(e) = certfleet_store::atomic::write_file(&path, text.as_bytes(), 0o644) {
-        tracing::debug!("could not write {}: {e}", path.display());
-    }
-}
-
-/// When the last whole `renew` pass (timer or daemon) ran, if ever.
-pub fn last_pass(store: &Store) -> Option<time::OffsetDateTime> {
-    let text = std::fs::read_to_string(state_dir(store).join(LAST_PASS)).ok()?;
-    time::OffsetDateTime::from_unix_timestamp(text.trim().parse().ok()?).ok()
 }
 
 fn broken(name: &str, error: String) -> LineageReport {

@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use super::{Check, Ctx, Kind, Target};
 use crate::authenticator::AuthSpec;
 use crate::lineage::lineage_problem;
-use crate::renewal::{last_pass, lineage_state};
+use crate::renewal::lineage_state;
 
 /// Every lineage-level check.
 pub(super) fn lineage(ctx: &Ctx, t: &Target) -> Vec<Check> {
@@ -334,31 +334,91 @@ pub(super) fn scheduler(ctx: &Ctx) -> Vec<Check> {
             )];
         }
     };
-    if ours.is_none() {
+    let Some(ours) = ours else {
         return vec![Check::ok(Kind::Scheduler, subject, installed)];
-    }
+    };
     let now = ctx.opts.now;
-    match last_pass(&ctx.opts.store) {
-        Some(t) if now - t < time::Duration::days(2) => vec![Check::ok(
+    let config_dir = &ctx.opts.store.dirs().config_dir;
+    if let Some(pid) = daemon_pid(config_dir) {
+        return vec![Check::ok(
             Kind::Scheduler,
             subject,
             format!(
-                "{installed}; last renew pass {} hours ago",
-                (now - t).whole_hours()
+                "{installed}; the daemon (`certfleet run`, pid {pid}) is running for {}",
+                config_dir.display()
             ),
+        )];
+    }
+    if ours.ends_with("certfleet.service") {
+        return vec![Check::warn(
+            Kind::Scheduler,
+            subject,
+            format!(
+                "{installed}, but no `certfleet run` is running for {}",
+                config_dir.display()
+            ),
+            "`systemctl enable --now certfleet.service`; see `journalctl -u certfleet` for why it stopped",
+        )];
+    }
+    // systemd keeps the last trigger of a Persistent= timer as this file's mtime.
+    let stamp = Path::new(TIMER_STAMPS).join("stamp-certfleet-renew.timer");
+    let fired = std::fs::metadata(&stamp)
+        .and_then(|m| m.modified())
+        .ok()
+        .map(OffsetDateTime::from);
+    match fired {
+        Some(t) if now - t < time::Duration::days(2) => vec![Check::ok(
+            Kind::Scheduler,
+            subject,
+            format!("{installed}; it last fired {} hours ago", (now - t).whole_hours()),
         )],
         last => vec![Check::warn(
             Kind::Scheduler,
             subject,
             match last {
                 Some(t) => format!(
-                    "{installed}, but the last renew pass was {} days ago",
+                    "{installed}, but it last fired {} days ago",
                     (now - t).whole_days()
                 ),
-                None => format!("{installed}, but no renew pass has run yet"),
+                None => format!(
+                    "{installed}, but it has never fired ({} is missing)",
+                    stamp.display()
+                ),
             },
-            "`systemctl enable --now certfleet-renew.timer` (or certfleet.service); \
-             see `systemctl list-timers certfleet-renew.timer` and `journalctl -u certfleet-renew`",
+            "`systemctl daemon-reload && systemctl enable --now certfleet-renew.timer`; see \
+             `systemctl list-timers certfleet-renew.timer` and `journalctl -u certfleet-renew`",
         )],
     }
+}
+
+/// Where systemd records when each persistent timer last fired.
+const TIMER_STAMPS: &str = "/var/lib/systemd/timers";
+
+/// A running `certfleet run` whose tree is `config_dir` (its `--config-dir`, else certbot's
+/// default), found in /proc.
+fn daemon_pid(config_dir: &Path) -> Option<u32> {
+    let me = std::process::id();
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        if pid == me {
+            return None;
+        }
+        let raw = std::fs::read(e.path().join("cmdline")).ok()?;
+        let args: Vec<String> = raw
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let exe = Path::new(args.first()?).file_name()?.to_str()?;
+        if exe != "certfleet" || !args.iter().any(|a| a == "run") {
+            return None;
+        }
+        let dir = args
+            .iter()
+            .position(|a| a == "--config-dir")
+            .and_then(|i| args.get(i + 1))
+            .map_or_else(|| "/etc/letsencrypt".to_string(), Clone::clone);
+        let dir = std::path::absolute(Path::new(&dir)).ok()?;
+        (dir == config_dir).then_some(pid)
+    })
 }
