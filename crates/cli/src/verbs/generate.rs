@@ -19,7 +19,7 @@ pub fn run(a: &GenerateArgs) -> Result<ProcessExit> {
     match a.what.as_str() {
         "man" => man(&a.dir).map_err(|e| io("man pages", e))?,
         "completions" => {
-            let mut cmd = Cli::command();
+            let mut cmd = without_hidden_verbs(Cli::command());
             for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
                 clap_complete::generate_to(shell, &mut cmd, "certfleet", &a.dir)
                     .map_err(|e| io("completions", e))?;
@@ -45,4 +45,46 @@ pub fn run(a: &GenerateArgs) -> Result<ProcessExit> {
 /// as certfleet-fleet-host-add.1 and so on).
 fn man(dir: &Path) -> std::io::Result<()> {
     clap_mangen::generate_to(Cli::command(), dir)
+}
+
+/// The command line as completions should offer it: clap_complete's bash and zsh scripts list
+/// hidden verbs too (`generate`), so they are left out here. Completions need only the
+/// arguments and verbs; clap has no way to remove a subcommand, hence the copy.
+fn without_hidden_verbs(cmd: clap::Command) -> clap::Command {
+    let verbs: Vec<clap::Command> = cmd
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set())
+        .cloned()
+        .collect();
+    let mut out = clap::Command::new("certfleet")
+        .version(env!("CARGO_PKG_VERSION"))
+        .args(cmd.get_arguments().cloned());
+    if let Some(about) = cmd.get_about() {
+        out = out.about(about.clone());
+    }
+    out.subcommands(verbs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn completions_offer_every_visible_verb_and_no_hidden_one() {
+        let mut cmd = without_hidden_verbs(Cli::command());
+        let mut bash = Vec::new();
+        clap_complete::generate(Shell::Bash, &mut cmd, "certfleet", &mut bash);
+        let bash = String::from_utf8(bash).unwrap();
+        for verb in [
+            "certonly",
+            "renew",
+            "import",
+            "install-timer",
+            "fleet",
+            "--config-dir",
+        ] {
+            assert!(bash.contains(verb), "{verb} missing");
+        }
+        assert!(!bash.contains("generate"));
+    }
 }
