@@ -187,11 +187,15 @@ mod tests {
         format!("cannot listen on {addr}")
     }
 
+    /// A free port below the kernel's ephemeral range (32768 and up), like port 80 or 443 in
+    /// real use: no other process's outgoing connection can take it between two binds.
     fn free_port() -> SocketAddr {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
+        let start = 20_000 + (std::process::id() % 10_000) as u16;
+        (start..32_000)
+            .chain(20_000..start)
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
+            .find(|a| std::net::TcpListener::bind(a).is_ok())
+            .expect("a free port below 32000")
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
