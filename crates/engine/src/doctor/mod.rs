@@ -15,6 +15,7 @@ mod fetch;
 mod http;
 mod local;
 mod tls;
+pub use tls::AcceptAny;
 
 use std::future::Future;
 use std::net::SocketAddr;
