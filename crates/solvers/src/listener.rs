@@ -115,21 +115,7 @@ where
             let _ = task.await;
         }
     }
-    let listener = match TcpListener::bind(addr).await {
-        // The last holder may be between letting go and registering its stopping loop.
-        Err(e) if share && e.kind() == std::io::ErrorKind::AddrInUse => {
-            let stopping = registry().stopping.remove(&addr);
-            match stopping {
-                Some(task) => {
-                    let _ = task.await;
-                    TcpListener::bind(addr).await
-                }
-                None => Err(e),
-            }
-        }
-        other => other,
-    }
-    .map_err(|e| SolverError::Io {
+    let listener = bind_retrying(addr, share).await.map_err(|e| SolverError::Io {
         context: hint(&e, addr),
         source: e,
     })?;
@@ -151,6 +137,28 @@ where
         registry().live.insert(addr, (l.kind, weak));
     }
     Ok(l)
+}
+
+/// Bind `addr`. A shared address this process just released can still be taken for a moment
+/// (the last holder may be between letting go and registering its stopping loop, or the loop
+/// not yet dropped), so "in use" is retried for up to half a second before it is reported.
+async fn bind_retrying(addr: SocketAddr, share: bool) -> std::io::Result<TcpListener> {
+    let mut tries = 0;
+    loop {
+        match TcpListener::bind(addr).await {
+            Err(e) if share && e.kind() == std::io::ErrorKind::AddrInUse && tries < 20 => {
+                tries += 1;
+                let stopping = registry().stopping.remove(&addr);
+                match stopping {
+                    Some(task) => {
+                        let _ = task.await;
+                    }
+                    None => tokio::time::sleep(std::time::Duration::from_millis(25)).await,
+                }
+            }
+            other => return other,
+        }
+    }
 }
 
 /// The keys one holder put into a shared map, so it takes out exactly those (on cleanup, on
