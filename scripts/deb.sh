@@ -76,6 +76,8 @@ for f in \
   ./usr/lib/systemd/system/certfleet-renew.service \
   ./usr/lib/systemd/system/certfleet-renew.timer \
   ./usr/lib/systemd/system/certfleet.service \
+  ./usr/lib/systemd/system/certfleet-serve.service \
+  ./usr/lib/systemd/system/certfleet-agent.service \
   ./usr/share/man/man1/certfleet.1.gz \
   ./usr/share/man/man1/certfleet-certonly.1.gz \
   ./usr/share/man/man1/certfleet-renew.1.gz \
@@ -103,6 +105,9 @@ version=$("$x/usr/bin/certfleet" --version)
   || { echo "deb.sh: packaged binary says $version" >&2; exit 1; }
 grep -qx "ExecStart=/usr/bin/certfleet renew --non-interactive" "$x/usr/lib/systemd/system/certfleet-renew.service" \
   || { echo "deb.sh: certfleet-renew.service does not run /usr/bin/certfleet" >&2; exit 1; }
+grep -qx "ExecStart=/usr/bin/certfleet agent run --config /etc/certfleet/agent.toml" \
+  "$x/usr/lib/systemd/system/certfleet-agent.service" \
+  || { echo "deb.sh: certfleet-agent.service does not run /usr/bin/certfleet" >&2; exit 1; }
 # The pages render (man -l reads the compressed file) and say what the verbs say.
 MANWIDTH=100 man -l -P cat "$x/usr/share/man/man1/certfleet.1.gz" 2>&1 | grep -q "drop-in for certbot" \
   || { echo "deb.sh: certfleet(1) does not render" >&2; exit 1; }

@@ -215,7 +215,13 @@ dns-ovh), with what to do. Then it prints the commands that turn certbot's timer
 off and certfleet's timer on.\n\nRead-only and offline: nothing is written, nothing is sent to a CA.\n\n\
 Exit codes: 0 every lineage carries over; 13 at least one would not renew (or not reach its server) under \
 certfleet: fix it as shown, or keep certbot until then.\n\nEXAMPLES:\n  certfleet import\n  \
-certfleet import --json\n  certfleet import && systemctl disable --now certbot.timer"
+certfleet import --json\n  certfleet import && systemctl disable --now certbot.timer\n  \
+certfleet import --fleet https://fleet.example.com:8443 --token-file admin.token --fingerprint SHA256\n\n\
+With --fleet URL the lineages go to a fleet server instead: this host is enrolled (once), each lineage \
+whose live set is whole becomes an agent-custody fleet certificate with its current certificate uploaded \
+(never the key: it goes into the agent's key store here), the agent config gets an install rule writing to \
+the same live/ paths and reloading as the lineage did, and the lineage's renewal conf is renamed \
+NAME.conf.imported-to-fleet so certbot and `certfleet renew` leave it to the fleet."
     )]
     Import(ImportArgs),
     /// Write man pages, shell completions or the systemd units into a directory (for packaging).
@@ -395,6 +401,54 @@ pub struct ImportArgs {
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
+    /// Hand the lineages to this fleet server (its API URL): enroll this host, upload each
+    /// certificate (never its key, which stays here for the agent), and write the agent's
+    /// install rules so the services keep their paths.
+    #[arg(long, value_name = "URL", help_heading = "Fleet")]
+    pub fleet: Option<String>,
+    /// With --fleet: file holding the fleet's admin token.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "fleet",
+        env = "CERTFLEET_TOKEN_FILE",
+        help_heading = "Fleet"
+    )]
+    pub token_file: Option<PathBuf>,
+    /// With --fleet: SHA-256 fingerprint of the server's API certificate (its api.fingerprint).
+    #[arg(
+        long,
+        value_name = "SHA256",
+        requires = "fleet",
+        env = "CERTFLEET_FINGERPRINT",
+        help_heading = "Fleet"
+    )]
+    pub fingerprint: Option<String>,
+    /// With --fleet: this host's name in the fleet (default: the machine's host name).
+    #[arg(long, value_name = "NAME", requires = "fleet", help_heading = "Fleet")]
+    pub host: Option<String>,
+    /// With --fleet: the agent's state directory (its enrollment and keys).
+    #[arg(
+        long,
+        value_name = "DIR",
+        requires = "fleet",
+        default_value = "/var/lib/certfleet-agent",
+        help_heading = "Fleet"
+    )]
+    pub agent_state_dir: PathBuf,
+    /// With --fleet: the agent's config file; install rules are added to it (created if missing).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "fleet",
+        default_value = "/etc/certfleet/agent.toml",
+        help_heading = "Fleet"
+    )]
+    pub agent_config: PathBuf,
+    /// With --fleet: how the server proves control of the names (default: its own http-01
+    /// responder; or a `--dns-<provider>` with credentials on the server).
+    #[command(flatten)]
+    pub dns: DnsProviderArgs,
 }
 
 #[derive(Debug, Args)]

@@ -79,6 +79,7 @@ async fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<std::process::ExitC
         Command::Reconfigure(args) => verbs::reconfigure::reconfigure(g, &args),
         Command::UpdateSymlinks(args) => verbs::reconfigure::update_symlinks(g, &args),
         Command::InstallTimer(args) => verbs::timer::install(g, &args),
+        Command::Import(args) if args.fleet.is_some() => verbs::import_fleet::run(g, &args).await,
         Command::Import(args) => verbs::import::run(g, &args),
         Command::Generate(args) => verbs::generate::run(&args),
         Command::Serve(args) => verbs::serve::run(g, &args).await,

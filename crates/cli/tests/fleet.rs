@@ -11,7 +11,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use certfleet_core::CertInfo;
-use certfleet_testkit::{Nginx, Pebble, free_port, self_signed_pem};
+use certfleet_testkit::{Certbot, Nginx, Pebble, free_port, self_signed_pem};
 use common::{mode, stderr, stdout, tail};
 
 const BIN: &str = env!("CARGO_BIN_EXE_certfleet");
@@ -75,7 +75,8 @@ impl Server {
             env,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", api)).is_err() {
+        // Listening, and api.url written (just after the bind).
+        while std::net::TcpStream::connect(("127.0.0.1", api)).is_err() || !s.data.join("api.url").exists() {
             assert!(Instant::now() < deadline, "serve did not start:\n{}", s.log());
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -660,4 +661,147 @@ fn endpoint_serving_another_certificate_is_rolled_back_and_reported() {
         .map(|e| e["kind"].as_str().unwrap().to_string())
         .collect();
     assert!(kinds.iter().any(|k| k == "rolled-back"), "{kinds:?}");
+}
+
+/// `certfleet import --fleet` on a lineage the real certbot made: the fleet takes over the
+/// same certificate (no renewal at once), its key goes only into the agent's key store, the
+/// agent installs into the same `live/` paths and runs the lineage's deploy hook, certbot no
+/// longer renews the lineage, and the next certificate comes from the fleet for a key made on
+/// the host.
+#[test]
+fn certbot_lineage_imported_into_the_fleet_keeps_its_paths_and_its_key_on_the_host() {
+    let http01 = free_port();
+    let pebble = Pebble::builder().http_port(http01).start().unwrap();
+    let tmp = world_readable_tempdir();
+    let le = tmp.path().join("le");
+    let cb = Certbot::with_dirs(&le, tmp.path().join("work"), tmp.path().join("logs"))
+        .server(pebble.directory_url())
+        .ca_bundle(pebble.ca_bundle_path());
+    let marks = tmp.path().join("deployed");
+    let hook = format!("touch {}", marks.display());
+    cb.certonly_standalone(&["imp.example.test"], http01, &["--deploy-hook", &hook])
+        .unwrap();
+    let live = le.join("live/imp.example.test");
+    let serial = |p: &Path| {
+        CertInfo::from_pem(&std::fs::read_to_string(p).unwrap())
+            .unwrap()
+            .serial_hex()
+    };
+    let serial0 = serial(&live.join("cert.pem"));
+    let key0 = std::fs::read_to_string(live.join("privkey.pem")).unwrap();
+    std::fs::remove_file(&marks).unwrap();
+
+    let server = Server::start(&pebble, &tmp.path().join("server"), Some(http01), &[]);
+    let url = std::fs::read_to_string(server.data.join("api.url")).unwrap();
+    let fp = std::fs::read_to_string(server.data.join("api.fingerprint")).unwrap();
+    let state = tmp.path().join("agent-state");
+    let agent_conf = tmp.path().join("etc/agent.toml");
+    let import = |extra: &[&str]| {
+        Command::new(BIN)
+            .arg("import")
+            .args(["--config-dir", le.to_str().unwrap()])
+            .args(["--work-dir", tmp.path().join("work").to_str().unwrap()])
+            .args(["--logs-dir", tmp.path().join("logs").to_str().unwrap()])
+            .args([
+                "--fleet",
+                url.trim(),
+                "--fingerprint",
+                fp.trim(),
+                "--host",
+                "web1",
+            ])
+            .args(["--token-file", server.data.join("admin.token").to_str().unwrap()])
+            .args(["--agent-state-dir", state.to_str().unwrap()])
+            .args(["--agent-config", agent_conf.to_str().unwrap()])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = import(&[]);
+    assert!(
+        out.status.success(),
+        "{}\n{}\nserver log:\n{}",
+        stdout(&out),
+        stderr(&out),
+        tail(&server.log())
+    );
+    assert!(
+        stdout(&out).contains("imported  imp.example.test"),
+        "{}",
+        stdout(&out)
+    );
+
+    // The fleet has the very certificate, scheduled, not renewed at once; no key went there.
+    let shown = server.show("imp.example.test");
+    assert_eq!(shown["serial"].as_str(), Some(serial0.as_str()), "{shown}");
+    assert_eq!(shown["custody"], "agent", "{shown}");
+    assert_eq!(shown["hosts"], serde_json::json!(["web1"]), "{shown}");
+    let detail = server.fleet_ok(&["cert", "show", "imp.example.test"]);
+    assert!(detail.contains("imported"), "{detail}");
+    // The key is in the agent's store (0600), found by the certificate's public key.
+    let stored: Vec<PathBuf> = std::fs::read_dir(state.join("keys"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(mode(&stored[0]), 0o600);
+    let spki = |pem: &str| {
+        certfleet_core::PrivateKey::from_pem(pem)
+            .unwrap()
+            .public_key_spki_der()
+    };
+    assert_eq!(spki(&std::fs::read_to_string(&stored[0]).unwrap()), spki(&key0));
+    // certbot no longer renews it; the agent config says where it goes and what runs.
+    assert!(!le.join("renewal/imp.example.test.conf").exists());
+    assert!(
+        le.join("renewal/imp.example.test.conf.imported-to-fleet")
+            .exists()
+    );
+    let listed = cb.run_ok(&["certificates"]).unwrap();
+    assert!(!listed.stdout.contains("imp.example.test"), "{}", listed.stdout);
+    let conf_text = std::fs::read_to_string(&agent_conf).unwrap();
+    assert!(
+        conf_text.contains(&format!("{:?}", live.join("fullchain.pem").display().to_string())),
+        "{conf_text}"
+    );
+    assert!(conf_text.contains("reload_command"), "{conf_text}");
+
+    // A second run finds nothing left to import and says so; nothing changes.
+    let again = import(&[]);
+    assert_eq!(
+        again.status.code(),
+        Some(13),
+        "{}\n{}",
+        stdout(&again),
+        stderr(&again)
+    );
+    assert_eq!(std::fs::read_to_string(&agent_conf).unwrap(), conf_text);
+
+    // The agent finds the same certificate already where the services read it.
+    let agent = || {
+        Command::new(BIN)
+            .args(["agent", "run", "--once", "--config"])
+            .arg(&agent_conf)
+            .output()
+            .unwrap()
+    };
+    let out = agent();
+    assert!(out.status.success(), "{}\n{}", stderr(&out), tail(&server.log()));
+    assert_eq!(serial(&live.join("fullchain.pem")), serial0);
+
+    // The next certificate comes from the fleet, for a key made here.
+    server.fleet_ok(&["cert", "renew", "imp.example.test"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while serial(&live.join("cert.pem")) == serial0 {
+        assert!(Instant::now() < deadline, "not renewed:\n{}", tail(&server.log()));
+        let _ = agent();
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let key1 = std::fs::read_to_string(live.join("privkey.pem")).unwrap();
+    assert_ne!(spki(&key1), spki(&key0), "a new key");
+    assert_eq!(mode(&live.join("privkey.pem")), 0o600);
+    let info = CertInfo::from_pem(&std::fs::read_to_string(live.join("fullchain.pem")).unwrap()).unwrap();
+    assert_eq!(info.spki_der, spki(&key1));
+    assert_eq!(info.names, ["imp.example.test"]);
+    assert!(marks.exists(), "certbot's deploy hook ran as the agent's reload");
 }

@@ -24,7 +24,8 @@ use serde::de::DeserializeOwned;
 
 use crate::proto::{
     API_PREFIX, ApiError, Assignment, CertificateDetail, CertificateView, CsrUpload, Delivery, EnrollRequest,
-    EnrollResponse, HostEnrollment, HostView, InstallReport, LIST_PAGE, NewCertificate, NewHost,
+    EnrollResponse, HostEnrollment, HostView, ImportCertificate, InstallReport, LIST_PAGE, NewCertificate,
+    NewHost,
 };
 use crate::tls::{ALPN, PinMismatch, PinnedServerVerifier, provider};
 
@@ -348,6 +349,17 @@ impl FleetClient {
 
     pub async fn disable_certificate(&self, name: &str) -> Result<CertificateView, ClientError> {
         self.json(Method::POST, &["certificates", name, "disable"], NO_BODY)
+            .await
+    }
+
+    /// Make a certificate issued elsewhere (its leaf and chain, never a key) the current one
+    /// of agent-custody certificate `name`.
+    pub async fn import_certificate(
+        &self,
+        name: &str,
+        cert: &ImportCertificate,
+    ) -> Result<CertificateView, ClientError> {
+        self.json(Method::POST, &["certificates", name, "import"], Some(cert))
             .await
     }
 

@@ -20,7 +20,7 @@ pub mod token;
 
 /// This machine's host name (gethostname(2)), if it has a usable one: named in the agent's
 /// client certificate request and in the server's node id.
-pub(crate) fn local_hostname() -> Option<String> {
+pub fn local_hostname() -> Option<String> {
     nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())

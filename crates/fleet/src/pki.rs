@@ -113,6 +113,29 @@ pub fn spki_sha256_of_cert(cert_pem: &str) -> Result<String, PkiError> {
     Ok(sha256_fingerprint(&info.spki_der))
 }
 
+/// Checks that the first certificate of `chain_pem` (when there is one) signed `leaf_pem`: an
+/// imported certificate must arrive with the chain that agents will install beside it.
+pub fn check_issued_by(leaf_pem: &str, chain_pem: &str) -> Result<(), PkiError> {
+    let leaf = pem_certificates(leaf_pem).map_err(|e| invalid("certificate", e))?;
+    let chain = pem_certificates(chain_pem).map_err(|e| invalid("chain", e))?;
+    let (Some(leaf), Some(issuer)) = (leaf.first(), chain.first()) else {
+        return Ok(());
+    };
+    let (_, leaf) =
+        x509_parser::certificate::X509Certificate::from_der(leaf).map_err(|e| invalid("certificate", e))?;
+    let (_, issuer) =
+        x509_parser::certificate::X509Certificate::from_der(issuer).map_err(|e| invalid("chain", e))?;
+    leaf.verify_signature(Some(issuer.public_key())).map_err(|_| {
+        invalid(
+            "chain",
+            format!(
+                "its first certificate ({}) did not sign the certificate: give the chain.pem of the same lineage",
+                issuer.subject()
+            ),
+        )
+    })
+}
+
 /// SHA-256 (hex) of the SubjectPublicKeyInfo of the key a PEM CSR asks a certificate for.
 /// The CSR's signature is checked too: a CSR that does not verify names no key.
 pub fn spki_sha256_of_csr(csr_pem: &str) -> Result<String, PkiError> {

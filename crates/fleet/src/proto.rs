@@ -136,6 +136,19 @@ pub fn key_spec(name: &str) -> Option<certfleet_core::KeySpec> {
     }
 }
 
+/// The name [`key_spec`] reads back, for the key types the fleet issues.
+pub fn key_type_name(spec: certfleet_core::KeySpec) -> Option<&'static str> {
+    use certfleet_core::KeySpec;
+    match spec {
+        KeySpec::EcdsaP256 => Some("ecdsa-p256"),
+        KeySpec::EcdsaP384 => Some("ecdsa-p384"),
+        KeySpec::Rsa(2048) => Some("rsa2048"),
+        KeySpec::Rsa(3072) => Some("rsa3072"),
+        KeySpec::Rsa(4096) => Some("rsa4096"),
+        _ => None,
+    }
+}
+
 pub fn default_key_type() -> KeyTypeName {
     "ecdsa-p256".to_string()
 }
@@ -266,6 +279,18 @@ pub struct CertificateDetail {
     pub installs: Vec<HostInstallView>,
     /// Newest first.
     pub events: Vec<EventView>,
+}
+
+/// `POST certificates/{name}/import`: a certificate issued elsewhere (a certbot lineage taken
+/// over by `certfleet import --fleet`) becomes the fleet certificate's current one, so the
+/// server renews it when it is due instead of at once. Never a private key: imports are for
+/// agent custody, whose key stays on its host.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImportCertificate {
+    /// The leaf (PEM).
+    pub cert_pem: String,
+    /// The intermediates (PEM, possibly empty).
+    pub chain_pem: String,
 }
 
 /// `POST enroll`: the host proves it holds the one-time token and asks for its credential.

@@ -141,6 +141,7 @@ fn commit<'a>(cert: &'a IssuedCert, owner: Option<&'a str>) -> Commit<'a> {
         next_attempt: cert.not_after - 30 * 24 * HOUR,
         next_attempt_reason: "two thirds of the lifetime",
         actor: "server",
+        imported: false,
     }
 }
 

@@ -73,6 +73,7 @@ async fn issue(db: &FleetDb, name: &str, serial: &str, not_before: i64) {
         next_attempt: cert.not_after - 30 * DAY,
         next_attempt_reason: "two thirds",
         actor: "server",
+        imported: false,
     };
     db.commit_issued(name, &c).await.unwrap();
 }

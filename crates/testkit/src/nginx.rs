@@ -332,8 +332,19 @@ impl Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        if let Some(p) = &mut self.proc {
-            p.stop();
+        let Some(p) = &mut self.proc else { return };
+        p.stop();
+        // A SIGKILLed worker closes its listening sockets only when the kernel has finished
+        // tearing it down, a moment after kill(1) returns: tests that drop nginx to make
+        // validation fail must not find its port still answering.
+        let ports = [Some(self.http_port), self.https_port()];
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for port in ports.into_iter().flatten() {
+            while Instant::now() < deadline
+                && TcpStream::connect_timeout(&loopback(port), Duration::from_millis(200)).is_ok()
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
     }
 }

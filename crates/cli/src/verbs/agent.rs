@@ -29,7 +29,7 @@ pub async fn run(g: &GlobalArgs, a: &AgentArgs) -> Result<ProcessExit> {
     }
 }
 
-fn sync_error(e: SyncError) -> CliError {
+pub(crate) fn sync_error(e: SyncError) -> CliError {
     let code = match &e {
         SyncError::Token(_) | SyncError::NotEnrolled { .. } => ExitCode::Usage,
         SyncError::Client(ClientError::Api { status, .. }) if (400..500).contains(status) => ExitCode::Usage,

@@ -149,7 +149,7 @@ pub async fn run(a: &FleetArgs) -> Result<ProcessExit> {
 }
 
 /// URL, token and pin from the flags/environment, or from a server's data dir.
-fn connect(c: &FleetConnArgs) -> Result<FleetClient> {
+pub(crate) fn connect(c: &FleetConnArgs) -> Result<FleetClient> {
     let from_dir = |file: &str| c.data_dir.as_ref().map(|d| d.join(file));
     let url = match (&c.url, &c.data_dir) {
         (Some(u), _) => u.clone(),
@@ -212,7 +212,28 @@ fn new_certificate(a: &CertAddArgs) -> Result<NewCertificate> {
         }
         (t, _) => return Err(CliError::usage(format!("--key-type {t}: use ecdsa or rsa"))),
     };
-    let challenge = match a.dns.chosen() {
+    let challenge = challenge(&a.dns)?;
+    Ok(NewCertificate {
+        name: a.name.clone(),
+        identifiers: a
+            .domains
+            .iter()
+            .flat_map(|d| d.split(','))
+            .map(|d| d.trim().to_string())
+            .collect(),
+        hosts: a.hosts.clone(),
+        custody,
+        key_type,
+        challenge,
+        profile: a.profile.clone(),
+        comment: a.comment.clone(),
+    })
+}
+
+/// How the server proves control: its http-01 responder, or the `--dns-<provider>` given
+/// (credentials being a path on the server).
+pub(crate) fn challenge(dns: &crate::args::DnsProviderArgs) -> Result<ChallengeSettings> {
+    Ok(match dns.chosen() {
         None => ChallengeSettings::Http01,
         Some(p) => {
             let credentials = p.credentials.as_ref().ok_or_else(|| {
@@ -231,26 +252,11 @@ fn new_certificate(a: &CertAddArgs) -> Result<NewCertificate> {
                 propagation_seconds: p.propagation_seconds,
             }
         }
-    };
-    Ok(NewCertificate {
-        name: a.name.clone(),
-        identifiers: a
-            .domains
-            .iter()
-            .flat_map(|d| d.split(','))
-            .map(|d| d.trim().to_string())
-            .collect(),
-        hosts: a.hosts.clone(),
-        custody,
-        key_type,
-        challenge,
-        profile: a.profile.clone(),
-        comment: a.comment.clone(),
     })
 }
 
 /// Exit 2 for what the admin must fix in the request, 1 for the rest.
-fn api_error(e: ClientError) -> CliError {
+pub(crate) fn api_error(e: ClientError) -> CliError {
     let code = match &e {
         ClientError::Api { status, .. } if (400..500).contains(status) => ExitCode::Usage,
         ClientError::Url { .. } | ClientError::Setup(_) => ExitCode::Usage,

@@ -32,7 +32,7 @@ pub fn run(a: &GenerateArgs) -> Result<ProcessExit> {
                     a.binary
                 )));
             }
-            for (name, text) in super::timer::UNITS {
+            for (name, text) in super::timer::UNITS.iter().chain(&super::timer::FLEET_UNITS) {
                 let unit = super::timer::render(text, &a.binary, "");
                 std::fs::write(a.dir.join(name), unit).map_err(|e| io("units", e))?;
             }

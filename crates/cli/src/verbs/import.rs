@@ -80,25 +80,7 @@ pub struct Report {
 }
 
 pub fn run(g: &GlobalArgs, a: &ImportArgs) -> Result<ProcessExit> {
-    let store = account::store(g);
-    if !g.config_dir.is_dir() {
-        return Err(CliError::usage(format!(
-            "{} is not a directory: give certbot's config dir with --config-dir (default /etc/letsencrypt)",
-            g.config_dir.display()
-        )));
-    }
-    let mut names = store.list_lineages().map_err(CliError::store)?;
-    for n in &a.cert_name {
-        if !names.contains(n) {
-            return Err(CliError::usage(format!(
-                "no lineage {n:?}: there is no {}",
-                store.conf_path(n).display()
-            )));
-        }
-    }
-    if !a.cert_name.is_empty() {
-        names.retain(|n| a.cert_name.contains(n));
-    }
+    let (store, names) = selected_lineages(g, a)?;
     let lineages: Vec<LineageCheck> = names.iter().map(|n| check_lineage(&store, n)).collect();
     let all_carry_over = lineages.iter().all(|l| l.carries_over);
     let certbot_schedules = certbot_schedules(Path::new("/"));
@@ -121,6 +103,31 @@ pub fn run(g: &GlobalArgs, a: &ImportArgs) -> Result<ProcessExit> {
     } else {
         ProcessExit::from(ExitCode::NeedsAttention as u8)
     })
+}
+
+/// The store and the lineages `--cert-name` selects (all by default); a name with no lineage
+/// is a usage error.
+pub(crate) fn selected_lineages(g: &GlobalArgs, a: &ImportArgs) -> Result<(Store, Vec<String>)> {
+    let store = account::store(g);
+    if !g.config_dir.is_dir() {
+        return Err(CliError::usage(format!(
+            "{} is not a directory: give certbot's config dir with --config-dir (default /etc/letsencrypt)",
+            g.config_dir.display()
+        )));
+    }
+    let mut names = store.list_lineages().map_err(CliError::store)?;
+    for n in &a.cert_name {
+        if !names.contains(n) {
+            return Err(CliError::usage(format!(
+                "no lineage {n:?}: there is no {}",
+                store.conf_path(n).display()
+            )));
+        }
+    }
+    if !a.cert_name.is_empty() {
+        names.retain(|n| a.cert_name.contains(n));
+    }
+    Ok((store, names))
 }
 
 /// Re-issuing once with an authenticator certfleet has rewrites the conf (certbot's way).

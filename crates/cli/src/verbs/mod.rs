@@ -7,6 +7,7 @@ pub mod doctor;
 pub mod fleet;
 pub mod generate;
 pub mod import;
+pub mod import_fleet;
 pub mod output;
 pub mod reconfigure;
 pub mod renew;

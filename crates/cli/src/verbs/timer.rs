@@ -23,6 +23,18 @@ pub const UNITS: [(&str, &str); 3] = [
     ),
 ];
 
+/// Fleet mode's units (the server and the agent): packaged, not written by `install-timer`.
+pub const FLEET_UNITS: [(&str, &str); 2] = [
+    (
+        "certfleet-serve.service",
+        include_str!("../../../../dist/systemd/certfleet-serve.service"),
+    ),
+    (
+        "certfleet-agent.service",
+        include_str!("../../../../dist/systemd/certfleet-agent.service"),
+    ),
+];
+
 const SHIPPED_BINARY: &str = "/usr/local/bin/certfleet";
 
 pub fn install(g: &GlobalArgs, a: &InstallTimerArgs) -> Result<ProcessExit> {

@@ -463,7 +463,11 @@ impl FleetDb {
             at: new.issued_at,
             certificate: Some(name),
             host: None,
-            kind: if cert.version == 1 { "issued" } else { "renewed" },
+            kind: match (c.imported, cert.version) {
+                (true, _) => "imported",
+                (false, 1) => "issued",
+                (false, _) => "renewed",
+            },
             actor: c.actor,
             detail: &detail,
         };

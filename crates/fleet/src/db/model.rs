@@ -184,6 +184,8 @@ pub struct Commit<'a> {
     pub next_attempt_reason: &'a str,
     /// Who did it, for the event log (`server`, `admin`, ...).
     pub actor: &'a str,
+    /// Issued elsewhere and brought in (`certfleet import --fleet`): logged as `imported`.
+    pub imported: bool,
 }
 
 /// A failed renewal attempt ([`super::FleetDb::record_failure`]).

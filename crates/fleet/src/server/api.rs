@@ -18,8 +18,8 @@ use crate::db::{CertificateSettings, DbError, NewEvent};
 use crate::pki;
 use crate::proto::{
     API_PREFIX, Assignment, CertificateDetail, CertificateView, ChallengeSettings, CsrUpload, Custody,
-    Delivery, EnrollRequest, EnrollResponse, HostEnrollment, HostView, InstallReport, InstallState,
-    LIST_PAGE, ListQuery, MAX_PAGE, NewCertificate, NewHost,
+    Delivery, EnrollRequest, EnrollResponse, HostEnrollment, HostView, ImportCertificate, InstallReport,
+    InstallState, LIST_PAGE, ListQuery, MAX_PAGE, NewCertificate, NewHost,
 };
 use crate::token::{EnrollmentToken, hash_secret, new_secret};
 
@@ -39,6 +39,7 @@ pub fn app(state: AppState) -> Router {
         .route("/certificates/{name}/renew", post(renew_certificate))
         .route("/certificates/{name}/enable", post(enable_certificate))
         .route("/certificates/{name}/disable", post(disable_certificate))
+        .route("/certificates/{name}/import", post(import_certificate))
         .route("/certificates/{name}/hosts/{host}", put(assign).delete(unassign))
         .route("/enroll", post(enroll))
         .route("/agent/assignments", get(agent_assignments))
@@ -263,6 +264,83 @@ async fn renew_certificate(
     s.db.schedule(&name, s.now(), super::renewal::ADMIN_RENEW_REASON)
         .await?;
     event(&s, Some(&name), None, "renew-requested", "admin", "").await;
+    s.wake.notify_one();
+    view(&s, &name).await
+}
+
+/// `certfleet import --fleet`: a lineage's current certificate becomes the fleet certificate's,
+/// so it is renewed when due (not at once) by the server. Agent custody only: the key it goes
+/// with stays on the host that imported it, which the agent finds by the certificate's SPKI.
+async fn import_certificate(
+    State(s): State<AppState>,
+    _: Admin,
+    Path(name): Path<String>,
+    Json(req): Json<ImportCertificate>,
+) -> ApiResult<Json<CertificateView>> {
+    let cert = s.db.certificate(&name).await?;
+    if cert.settings.custody != Custody::Agent {
+        return Err(ApiFailure::invalid(format!(
+            "certificate {name} has server custody: an import brings no private key, so only agent-custody \
+             certificates (the key stays on the host) can be imported"
+        )));
+    }
+    let bad = |e: &dyn std::fmt::Display| ApiFailure::invalid(format!("certificate {name}: {e}"));
+    let info = certfleet_core::CertInfo::from_pem(&req.cert_pem).map_err(|e| bad(&e))?;
+    pki::check_issued_by(&req.cert_pem, &req.chain_pem).map_err(|e| bad(&e))?;
+    let lower = |v: &[String]| {
+        let mut v: Vec<String> = v.iter().map(|n| n.to_ascii_lowercase()).collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    let (has, wants) = (lower(&info.names), lower(&cert.settings.identifiers));
+    if has != wants {
+        return Err(ApiFailure::invalid(format!(
+            "certificate {name}: the imported certificate is for {} but the fleet certificate is for {}",
+            has.join(", "),
+            wants.join(", ")
+        )));
+    }
+    let serial = info.serial_hex();
+    if let Some(cur) = &cert.current {
+        if cur.serial.eq_ignore_ascii_case(&serial) {
+            // Imported before (a re-run of the import): nothing to do.
+            return view(&s, &name).await;
+        }
+        if cur.not_after >= info.not_after.unix_timestamp() {
+            return Err(ApiFailure::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!(
+                    "certificate {name}: the fleet already has a certificate valid as long or longer (serial {}); \
+                     nothing imported",
+                    cur.serial
+                ),
+            ));
+        }
+    }
+    let new = crate::db::IssuedCert {
+        cert_pem: req.cert_pem.trim().to_string() + "\n",
+        chain_pem: req.chain_pem.clone(),
+        serial,
+        not_before: info.not_before.unix_timestamp(),
+        not_after: info.not_after.unix_timestamp(),
+        issuer: info.issuer_cn.clone().unwrap_or_default(),
+        key_sha256: pki::sha256_fingerprint(&info.spki_der),
+        issued_at: s.now(),
+    };
+    let (next_attempt, reason) = super::renewal::next_renewal(&info, s.clock.as_ref());
+    let commit = crate::db::Commit {
+        cert: &new,
+        key_blob: None,
+        lease_owner: None,
+        csr_id: None,
+        next_attempt,
+        next_attempt_reason: &reason,
+        actor: "admin",
+        imported: true,
+    };
+    s.db.commit_issued(&name, &commit).await?;
     s.wake.notify_one();
     view(&s, &name).await
 }

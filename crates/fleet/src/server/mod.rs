@@ -176,12 +176,14 @@ pub async fn run(
         .public_url
         .clone()
         .unwrap_or_else(|| format!("https://{api_addr}"));
-    // `certfleet fleet --data-dir DIR` on this machine finds the API here.
-    std::fs::write(dir.join(API_URL_FILE), format!("{public_url}\n")).map_err(|source| ServeError::Io {
-        what: "cannot write",
-        path: dir.join(API_URL_FILE),
-        source,
-    })?;
+    // `certfleet fleet --data-dir DIR` on this machine finds the API here (whole or not at all:
+    // a client may read it the moment the port answers).
+    certfleet_store::atomic::write_file(
+        &dir.join(API_URL_FILE),
+        format!("{public_url}\n").as_bytes(),
+        0o644,
+    )
+    .map_err(ServeError::Store)?;
 
     let state = AppState {
         db: db.clone(),

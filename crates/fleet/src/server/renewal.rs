@@ -28,7 +28,7 @@ use super::metrics::{FailureReason, ca_label};
 use super::state::AppState;
 use crate::db::{Ari, Certificate, Commit, Failure, IssuedCert};
 use crate::pki;
-use crate::proto::{ChallengeSettings, Custody};
+use crate::proto::{ChallengeSettings, Custody, UnixTime};
 
 /// A node holds a certificate this long per claim; an issuance is bounded well below it.
 const LEASE_SECONDS: i64 = 15 * 60;
@@ -434,17 +434,7 @@ impl RenewalLoop {
             key_sha256,
             issued_at: self.state.now(),
         };
-        let facts = CertFacts::from_cert(info);
-        // Without renew_before_expiry the rule cannot fail; the fallback only keeps a schedule.
-        let next = match decide(&RenewalInput::new(&facts), self.state.clock.as_ref()) {
-            Ok(d) => (
-                d.wake_at(self.state.clock.now())
-                    .unwrap_or(info.not_after)
-                    .unix_timestamp(),
-                d.to_string(),
-            ),
-            Err(e) => (new.not_after - 30 * 86400, format!("30 days before expiry ({e})")),
-        };
+        let next = next_renewal(info, self.state.clock.as_ref());
         let reason = format!(
             "{}{}",
             next.1,
@@ -462,6 +452,7 @@ impl RenewalLoop {
             next_attempt: next.0,
             next_attempt_reason: &reason,
             actor: "server",
+            imported: false,
         };
         self.state.db.commit_issued(name, &commit).await?;
         tracing::info!(
@@ -499,5 +490,21 @@ impl RenewalLoop {
         };
         self.state.db.record_failure(&cert.name, &f).await?;
         Ok(())
+    }
+}
+
+/// When a certificate just committed (issued here or imported) is next renewed, and why.
+pub(crate) fn next_renewal(info: &CertInfo, clock: &dyn certfleet_core::Clock) -> (UnixTime, String) {
+    let facts = CertFacts::from_cert(info);
+    // Without renew_before_expiry the rule cannot fail; the fallback only keeps a schedule.
+    match decide(&RenewalInput::new(&facts), clock) {
+        Ok(d) => (
+            d.wake_at(clock.now()).unwrap_or(info.not_after).unix_timestamp(),
+            d.to_string(),
+        ),
+        Err(e) => (
+            info.not_after.unix_timestamp() - 30 * 86400,
+            format!("30 days before expiry ({e})"),
+        ),
     }
 }
