@@ -55,18 +55,31 @@ pub struct FleetStats {
 }
 
 impl FleetDb {
-    /// Everything `/metrics` shows about the database at `now`, in four queries.
+    /// Everything `/metrics` shows about the database at `now`, in four queries run side by
+    /// side on their own connections (SQLite readers do not block each other in WAL mode).
     pub async fn fleet_stats(&self, now: UnixTime) -> Result<FleetStats, DbError> {
-        let op = || "reading the fleet's metrics".to_owned();
-        let mut conn = self.pool.acquire().await.ctx(op)?;
+        let (by_state, expiry, served, last_seen) = tokio::try_join!(
+            self.count_states(now),
+            self.expiry_stats(),
+            self.served_stats(),
+            self.last_seen_stats()
+        )?;
+        Ok(FleetStats {
+            by_state,
+            expiry,
+            served,
+            last_seen,
+        })
+    }
 
+    async fn count_states(&self, now: UnixTime) -> Result<Vec<(&'static str, i64)>, DbError> {
         let rows = sqlx::query(concat!(
             "SELECT ",
             state_case!(),
             " AS state, COUNT(*) AS n FROM certificates GROUP BY 1"
         ))
         .bind(now)
-        .fetch_all(&mut *conn)
+        .fetch_all(&self.pool)
         .await
         .ctx(op)?;
         let mut by_state: Vec<(&'static str, i64)> = STATES.iter().map(|s| (*s, 0)).collect();
@@ -77,23 +90,35 @@ impl FleetDb {
                 slot.1 = n;
             }
         }
+        Ok(by_state)
+    }
 
-        // The per-series queries come back as one text row each: a row through sqlx's `Any`
-        // driver costs microseconds, and there is one per certificate.
-        let agg = |expr: &str| match self.backend {
+    /// The per-series queries come back as one text row each: a row through sqlx's `Any`
+    /// driver costs microseconds, and there is one per certificate.
+    fn agg(&self, expr: &str) -> String {
+        match self.backend {
             Backend::Sqlite => format!("group_concat({expr}, char(10))"),
             Backend::Postgres => format!("string_agg({expr}, E'\\n')"),
-        };
-        let sql = format!(
-            "SELECT {} FROM certificates WHERE enabled = 1 AND not_after IS NOT NULL",
-            agg("name || ' ' || not_after")
-        );
+        }
+    }
+
+    async fn lines(&self, sql: String) -> Result<String, DbError> {
         let text: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .fetch_one(&mut *conn)
+            .fetch_one(&self.pool)
             .await
             .ctx(op)?;
+        Ok(text.unwrap_or_default())
+    }
+
+    async fn expiry_stats(&self) -> Result<Vec<(String, UnixTime)>, DbError> {
+        let text = self
+            .lines(format!(
+                "SELECT {} FROM certificates WHERE enabled = 1 AND not_after IS NOT NULL",
+                self.agg("name || ' ' || not_after")
+            ))
+            .await?;
         let mut expiry = Vec::new();
-        for line in text.as_deref().unwrap_or_default().lines() {
+        for line in text.lines() {
             let (name, at) = line.rsplit_once(' ').unwrap_or_default();
             let at = at
                 .parse()
@@ -101,32 +126,32 @@ impl FleetDb {
             expiry.push((name.to_string(), at));
         }
         expiry.sort_unstable();
+        Ok(expiry)
+    }
 
-        // Only hosts the certificate is still assigned to: a report left by an unassigned
-        // host says nothing about what should be served. Serials compare without case or
-        // leading zeros; `-`: the host serves neither the current nor the previous one.
-        let served = "ltrim(lower(COALESCE(r.served_serial, r.installed_serial, '')), '0')";
-        let line = format!(
-            "c.name || ' ' || h.name || ' ' || CASE \
-               WHEN {served} <> '' AND {served} = ltrim(lower(c.serial), '0') THEN '1 ' || c.not_after \
-               WHEN {served} <> '' AND {served} = ltrim(lower(COALESCE(c.prev_serial, '')), '0') \
-                 THEN '0 ' || c.prev_not_after \
-               ELSE '0 -' END"
-        );
-        let sql = format!(
-            "SELECT {} FROM install_reports r \
-             JOIN assignments a ON a.certificate_id = r.certificate_id AND a.host_id = r.host_id \
-             JOIN certificates c ON c.id = r.certificate_id \
-             JOIN hosts h ON h.id = r.host_id \
-             WHERE c.enabled = 1 AND c.serial IS NOT NULL",
-            agg(&line)
-        );
-        let text: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .fetch_one(&mut *conn)
-            .await
-            .ctx(op)?;
+    /// Only hosts the certificate is still assigned to: a report left by an unassigned host
+    /// says nothing about what should be served. Serials compare without case or leading
+    /// zeros (the served one normalised once per report); `-`: the host serves neither the
+    /// current nor the previous certificate.
+    async fn served_stats(&self) -> Result<Vec<ServedStat>, DbError> {
+        let line = "c.name || ' ' || h.name || ' ' || CASE \
+               WHEN r.s = '' THEN '0 -' \
+               WHEN r.s = ltrim(lower(c.serial), '0') THEN '1 ' || c.not_after \
+               WHEN r.s = ltrim(lower(COALESCE(c.prev_serial, '')), '0') THEN '0 ' || c.prev_not_after \
+               ELSE '0 -' END";
+        let text = self
+            .lines(format!(
+                "SELECT {} FROM (SELECT certificate_id, host_id, \
+                   ltrim(lower(COALESCE(served_serial, installed_serial, '')), '0') AS s FROM install_reports) r \
+                 JOIN assignments a ON a.certificate_id = r.certificate_id AND a.host_id = r.host_id \
+                 JOIN certificates c ON c.id = r.certificate_id \
+                 JOIN hosts h ON h.id = r.host_id \
+                 WHERE c.enabled = 1 AND c.serial IS NOT NULL",
+                self.agg(line)
+            ))
+            .await?;
         let mut served = Vec::new();
-        for line in text.as_deref().unwrap_or_default().lines() {
+        for line in text.lines() {
             let mut f = line.split(' ');
             let (Some(cert), Some(host), Some(current), Some(at)) = (f.next(), f.next(), f.next(), f.next())
             else {
@@ -140,22 +165,21 @@ impl FleetDb {
             });
         }
         served.sort_unstable_by(|a, b| (&a.certificate, &a.host).cmp(&(&b.certificate, &b.host)));
+        Ok(served)
+    }
 
+    async fn last_seen_stats(&self) -> Result<Vec<(String, UnixTime)>, DbError> {
         let rows = sqlx::query("SELECT name, last_seen FROM hosts WHERE last_seen IS NOT NULL ORDER BY name")
-            .fetch_all(&mut *conn)
+            .fetch_all(&self.pool)
             .await
             .ctx(op)?;
-        let last_seen = rows
-            .iter()
+        rows.iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
             .collect::<Result<Vec<_>, sqlx::Error>>()
-            .ctx(op)?;
-
-        Ok(FleetStats {
-            by_state,
-            expiry,
-            served,
-            last_seen,
-        })
+            .ctx(op)
     }
+}
+
+fn op() -> String {
+    "reading the fleet's metrics".to_owned()
 }
