@@ -66,3 +66,38 @@ impl IntoResponse for ApiFailure {
         (self.status, Json(body)).into_response()
     }
 }
+
+/// axum's own rejections (a body that is not JSON, a wrong `Content-Type`, a malformed path or
+/// query) are plain text; clients of this API expect [`ApiError`] JSON with every 4xx, so this
+/// layer rewrites them, keeping the status and axum's words and adding what to send instead.
+pub async fn json_rejections(resp: Response) -> Response {
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !status.is_client_error() || is_json {
+        return resp;
+    }
+    let body = axum::body::to_bytes(resp.into_body(), 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&body).trim().to_string();
+    let (kind, hint) = match status {
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            "unsupported-media-type",
+            "; send the body as JSON with `Content-Type: application/json`",
+        ),
+        StatusCode::UNPROCESSABLE_ENTITY | StatusCode::BAD_REQUEST => ("invalid", ""),
+        StatusCode::METHOD_NOT_ALLOWED => ("method-not-allowed", ""),
+        StatusCode::PAYLOAD_TOO_LARGE => ("too-large", ""),
+        _ => ("invalid", ""),
+    };
+    let message = if text.is_empty() {
+        format!("{status}{hint}")
+    } else {
+        format!("{text}{hint}")
+    };
+    ApiFailure::new(status, kind, message).into_response()
+}
