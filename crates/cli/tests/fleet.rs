@@ -702,10 +702,9 @@ fn alerts_mail_a_failing_renewal_once_then_its_resolution() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let flags = |v: &[String]| v.iter().map(String::as_str).collect::<Vec<_>>();
     let data = tmp.path().join("server");
     // The responder listens on a port Pebble does not validate against.
-    let server = Server::start(&pebble, &data, Some(free_port()), &flags(&alert_flags));
+    let server = Server::start(&pebble, &data, Some(free_port()), &str_args(&alert_flags));
 
     // Every channel works: exit 0, one line per channel, the test message arrives.
     let out_test = server.fleet(&["notify", "test"]);
@@ -783,7 +782,7 @@ fn alerts_mail_a_failing_renewal_once_then_its_resolution() {
         "--notify-webhook".to_string(),
         format!("http://127.0.0.1:{}/hook", free_port()),
     ]);
-    let server = Server::start(&pebble, &data, Some(http01), &flags(&alert_flags));
+    let server = Server::start(&pebble, &data, Some(http01), &str_args(&alert_flags));
     server.fleet_ok(&["cert", "renew", "www"]);
     server.wait_serial("www", None, Duration::from_secs(60));
     let resolved = smtp
@@ -817,4 +816,110 @@ fn alerts_mail_a_failing_renewal_once_then_its_resolution() {
         "{}",
         tail(&server.log())
     );
+}
+
+/// `GET /api/openapi.json` without credentials: an OpenAPI 3 document that has every admin
+/// route `certfleet fleet` uses, with the admin token as its security, and the error schema.
+#[test]
+fn openapi_document_lists_every_admin_route() {
+    let pebble = Pebble::start().unwrap();
+    let tmp = world_readable_tempdir();
+    let server = Server::start(&pebble, &tmp.path().join("server"), None, &[]);
+    let url = std::fs::read_to_string(server.data.join("api.url")).unwrap();
+    let out = Command::new("curl")
+        .args(["-sk", "--max-time", "20", "-w", "\n%{http_code}"])
+        .arg(format!("{}/api/openapi.json", url.trim()))
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    let (body, code) = text.trim_end().rsplit_once('\n').unwrap();
+    assert_eq!(code, "200", "{body}");
+    let doc: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3."),
+        "{}",
+        doc["openapi"]
+    );
+    let admin = [
+        ("post", "/api/v1/hosts"),
+        ("get", "/api/v1/hosts"),
+        ("delete", "/api/v1/hosts/{host}"),
+        ("post", "/api/v1/certificates"),
+        ("get", "/api/v1/certificates"),
+        ("get", "/api/v1/certificates/{name}"),
+        ("post", "/api/v1/certificates/{name}/renew"),
+        ("post", "/api/v1/certificates/{name}/enable"),
+        ("post", "/api/v1/certificates/{name}/disable"),
+        ("put", "/api/v1/certificates/{name}/hosts/{host}"),
+        ("delete", "/api/v1/certificates/{name}/hosts/{host}"),
+        ("post", "/api/v1/notify/test"),
+    ];
+    for (method, path) in admin {
+        let op = &doc["paths"][path][method];
+        assert!(op.is_object(), "{method} {path} is not documented");
+        assert_eq!(
+            op["security"][0]["admin_token"],
+            serde_json::json!([]),
+            "{method} {path}"
+        );
+        assert!(
+            op["responses"]["401"].is_object(),
+            "{method} {path}: 401 undocumented"
+        );
+    }
+    for path in [
+        "/api/v1/enroll",
+        "/api/v1/agent/assignments",
+        "/api/v1/agent/report",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} is not documented");
+    }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["admin_token"]["scheme"],
+        "bearer"
+    );
+    for schema in [
+        "ApiError",
+        "NewCertificate",
+        "CertificateView",
+        "CertificateDetail",
+        "NotifyTestReport",
+    ] {
+        assert!(
+            doc["components"]["schemas"][schema].is_object(),
+            "schema {schema} missing"
+        );
+    }
+    // The document is open; the API behind it is not.
+    let out = Command::new("curl")
+        .args(["-sk", "--max-time", "20", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!("{}/api/v1/hosts", url.trim()))
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&out), "401");
+    // A JSON body sent as text/plain gets a JSON error that says what to send.
+    let token = std::fs::read_to_string(server.data.join("admin.token")).unwrap();
+    let out = Command::new("curl")
+        .args(["-sk", "--max-time", "20", "-w", "\n%{http_code}", "-X", "POST"])
+        .args(["-H", &format!("Authorization: Bearer {}", token.trim())])
+        .args(["-H", "Content-Type: text/plain", "--data", "{\"name\":\"web9\"}"])
+        .arg(format!("{}/api/v1/hosts", url.trim()))
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    let (body, code) = text.trim_end().rsplit_once('\n').unwrap();
+    assert_eq!(code, "415", "{body}");
+    let err: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(err["error"], "unsupported-media-type");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("Content-Type: application/json"),
+        "{err}"
+    );
+}
+
+fn str_args(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
 }

@@ -15,7 +15,8 @@ use crate::free_port;
 const PYTHON: &str = "/usr/bin/python3";
 
 // Each accepted message is printed as one JSON line; the body is decoded (quoted-printable or
-// base64 as the sender chose), so tests compare plain text.
+// base64 as the sender chose) and its lines end in \n, not SMTP's \r\n, so tests compare plain
+// text.
 const SERVER: &str = r#"
 import email, email.policy, json, ssl, sys, time
 from aiosmtpd.controller import Controller
@@ -32,7 +33,7 @@ class Handler:
             "from": envelope.mail_from,
             "to": list(envelope.rcpt_tos),
             "subject": str(msg.get("Subject", "")),
-            "body": body.get_content() if body is not None else "",
+            "body": body.get_content().replace("\r\n", "\n") if body is not None else "",
             "tls": session.ssl is not None,
         }), flush=True)
         return "250 OK"
