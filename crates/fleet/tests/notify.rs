@@ -16,7 +16,7 @@ use certfleet_fleet::db::{Commit, Failure, FleetDb, IssuedCert};
 use certfleet_fleet::notify::{Message, Notifier, NotifyConfig, SIGNATURE_HEADER};
 use certfleet_fleet::proto::{ChallengeSettings, Custody, InstallReport, InstallState};
 use certfleet_fleet::server::alerts::{AlertWatch, WatchSettings};
-use certfleet_testkit::{SmtpReceiver, localhost_tls};
+use certfleet_testkit::{PgDatabase, SmtpReceiver, localhost_tls};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -325,7 +325,30 @@ async fn failing_renewal_is_told_once_by_every_channel_then_resolved() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn install_failures_expiry_and_silent_hosts_and_the_digest() {
+async fn install_failures_expiry_and_silent_hosts_and_the_digest_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = FleetDb::open(&dir.path().display().to_string()).await.unwrap();
+    causes_and_digest(db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn install_failures_expiry_and_silent_hosts_and_the_digest_on_postgres() {
+    let pg = tokio::task::spawn_blocking(PgDatabase::create)
+        .await
+        .unwrap()
+        .unwrap();
+    let db = FleetDb::open(pg.url()).await.unwrap();
+    causes_and_digest(db).await;
+}
+
+/// Two server nodes sharing one PostgreSQL database, passing at the same moments: each
+/// message goes out once between them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_sharing_postgres_send_each_message_once() {
+    let pg = tokio::task::spawn_blocking(PgDatabase::create)
+        .await
+        .unwrap()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let hook = hook(b"k").await;
     let cfg = NotifyConfig {
@@ -333,7 +356,47 @@ async fn install_failures_expiry_and_silent_hosts_and_the_digest() {
         webhook_secret_file: Some(secret_file(dir.path(), "k")),
         ..NotifyConfig::default()
     };
-    let db = FleetDb::open(&dir.path().display().to_string()).await.unwrap();
+    let a = FleetDb::open(pg.url()).await.unwrap();
+    let b = FleetDb::open(pg.url()).await.unwrap();
+    let clock = Arc::new(FixedClock::new(at(T0)));
+    let wa = watch(&a, &clock, Notifier::from_config(&cfg).unwrap(), None);
+    let wb = watch(&b, &clock, Notifier::from_config(&cfg).unwrap(), None);
+    for i in 0..5 {
+        let name = format!("c{i}");
+        a.create_certificate(&name, &settings(&name), &[], T0)
+            .await
+            .unwrap();
+        issue(&a, &name, &format!("0{i}"), T0, 90 * DAY).await;
+        fail(&a, &name, T0).await;
+        fail(&a, &name, T0 + 1).await;
+    }
+    let mut total = 0;
+    for _ in 0..3 {
+        let (x, y) = tokio::join!(wa.pass(), wb.pass());
+        total += x.unwrap().len() + y.unwrap().len();
+    }
+    assert_eq!(total, 5, "one alert per certificate between both nodes");
+    for i in 0..5 {
+        issue(&b, &format!("c{i}"), &format!("1{i}"), T0 + 60, 90 * DAY).await;
+    }
+    clock.set(at(T0 + 120));
+    let mut resolved = 0;
+    for _ in 0..3 {
+        let (x, y) = tokio::join!(wa.pass(), wb.pass());
+        resolved += x.unwrap().len() + y.unwrap().len();
+    }
+    assert_eq!(resolved, 5, "one resolved per certificate between both nodes");
+    wait_until("ten webhooks", || hook.accepted().len() == 10).await;
+}
+
+async fn causes_and_digest(db: FleetDb) {
+    let dir = tempfile::tempdir().unwrap();
+    let hook = hook(b"k").await;
+    let cfg = NotifyConfig {
+        webhooks: vec![hook.url.clone()],
+        webhook_secret_file: Some(secret_file(dir.path(), "k")),
+        ..NotifyConfig::default()
+    };
     // 06:00 UTC on the test day; the digest goes at 07:30.
     let day0 = T0 - T0 % DAY;
     let clock = Arc::new(FixedClock::new(at(day0 + 6 * 3600)));
