@@ -84,6 +84,12 @@ pub type KeyTypeName = String;
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NewHost {
+    /// 1 to 64 letters, digits, `.`, `_` or `-`, starting with a letter or digit.
+    #[schema(
+        pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        min_length = 1,
+        max_length = 64
+    )]
     pub name: String,
 }
 
@@ -109,14 +115,22 @@ pub struct HostView {
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NewCertificate {
+    /// 1 to 64 letters, digits, `.`, `_` or `-`, starting with a letter or digit.
+    #[schema(
+        pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        min_length = 1,
+        max_length = 64
+    )]
     pub name: String,
     /// DNS names (IDN allowed, normalised by the server) or IP addresses.
+    #[schema(min_items = 1)]
     pub identifiers: Vec<String>,
     #[serde(default)]
     pub hosts: Vec<String>,
     #[serde(default)]
     pub custody: Custody,
     #[serde(default = "default_key_type")]
+    #[schema(pattern = "^(ecdsa-p256|ecdsa-p384|rsa2048|rsa3072|rsa4096)$")]
     pub key_type: KeyTypeName,
     pub challenge: ChallengeSettings,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -191,7 +205,10 @@ pub const MAX_PAGE: u32 = 10_000;
 pub struct ListQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<String>,
+    /// Page size, 1 to [`MAX_PAGE`] (default [`LIST_PAGE`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(minimum = 1, maximum = 10000)]
+    #[schema(minimum = 1, maximum = 10000)]
     pub limit: Option<u32>,
 }
 

@@ -128,7 +128,7 @@ async fn list_hosts(State(s): State<AppState>, _: Admin) -> ApiResult<Json<Vec<H
     Ok(Json(s.db.host_views().await?))
 }
 
-#[utoipa::path(delete, path = "/api/v1/hosts/{host}", tag = "hosts", security(("admin_token" = [])), params(("host" = String, Path, description = "Host name")), responses((status = 204, description = "Removed"), (status = 404, description = "No such host", body = ApiError), (status = 400, description = "Invalid request", body = ApiError), (status = 401, description = "No or a wrong admin token", body = ApiError), (status = 429, description = "Too many failed authentications from this address", body = ApiError)))]
+#[utoipa::path(delete, path = "/api/v1/hosts/{host}", tag = "hosts", security(("admin_token" = [])), params(("host" = String, Path, description = "Host name", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")), responses((status = 204, description = "Removed"), (status = 404, description = "No such host", body = ApiError), (status = 400, description = "Invalid request", body = ApiError), (status = 401, description = "No or a wrong admin token", body = ApiError), (status = 429, description = "Too many failed authentications from this address", body = ApiError)))]
 async fn remove_host(State(s): State<AppState>, _: Admin, Path(host): Path<String>) -> ApiResult<StatusCode> {
     s.db.delete_host(&host).await?;
     event(&s, None, Some(&host), "host-removed", "admin", "").await;
@@ -241,13 +241,18 @@ async fn list_certificates(
     _: Admin,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Vec<CertificateView>>> {
-    let limit = q.limit.unwrap_or(LIST_PAGE).clamp(1, MAX_PAGE);
+    let limit = q.limit.unwrap_or(LIST_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiFailure::invalid(format!(
+            "limit {limit} is out of range: ask for 1 to {MAX_PAGE} certificates a page"
+        )));
+    }
     Ok(Json(
         s.db.certificate_views(s.now(), q.after.as_deref(), limit).await?,
     ))
 }
 
-#[utoipa::path(get, path = "/api/v1/certificates/{name}", tag = "certificates", security(("admin_token" = [])), params(("name" = String, Path, description = "Certificate name")), responses((status = 200, description = "The certificate, its installs and recent events", body = CertificateDetail), (status = 404, description = "No such certificate", body = ApiError), (status = 400, description = "Invalid request", body = ApiError), (status = 401, description = "No or a wrong admin token", body = ApiError), (status = 429, description = "Too many failed authentications from this address", body = ApiError)))]
+#[utoipa::path(get, path = "/api/v1/certificates/{name}", tag = "certificates", security(("admin_token" = [])), params(("name" = String, Path, description = "Certificate name", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")), responses((status = 200, description = "The certificate, its installs and recent events", body = CertificateDetail), (status = 404, description = "No such certificate", body = ApiError), (status = 400, description = "Invalid request", body = ApiError), (status = 401, description = "No or a wrong admin token", body = ApiError), (status = 429, description = "Too many failed authentications from this address", body = ApiError)))]
 async fn show_certificate(
     State(s): State<AppState>,
     _: Admin,
@@ -264,7 +269,7 @@ async fn view(s: &AppState, name: &str) -> ApiResult<Json<CertificateView>> {
     Ok(Json(cert.view(hosts, s.now())))
 }
 
-#[utoipa::path(post, path = "/api/v1/certificates/{name}/renew", tag = "certificates", security(("admin_token" = [])), params(("name" = String, Path, description = "Certificate name")), responses((status = 200, description = "Renewal scheduled now", body = CertificateView), (status = 404, description = "No such certificate", body = ApiError), (status = 400, description = "Invalid request", body = ApiError), (status = 401, description = "No or a wrong admin token", body = ApiError), (status = 429, description = "Too many failed authentications from this address", body = ApiError)))]
+#[utoipa::path(post, path = "/api/v1/certificates/{name}/renew", tag = "certificates", security(("admin_token" = [])), params(("name" = String, Path, description = "Certificate name", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")), responses((status = 200, description = "Renewal scheduled now", body = CertificateView), (status = 404, description = "No such certificate", body = ApiError), (status = 400, description = "Invalid request", body = ApiError), (status = 401, description = "No or a wrong admin token", body = ApiError), (status = 429, description = "Too many failed authentications from this address", body = ApiError)))]
 async fn renew_certificate(
     State(s): State<AppState>,
     _: Admin,
@@ -287,7 +292,7 @@ async fn set_enabled(s: AppState, name: String, enabled: bool) -> ApiResult<Json
     view(&s, &name).await
 }
 
-#[utoipa::path(post, path = "/api/v1/certificates/{name}/enable", tag = "certificates", security(("admin_token" = [])), params(("name" = String, Path, description = "Certificate name")), responses((status = 200, description = "Enabled", body = CertificateView), (status = 404, description = "No such certificate", body = ApiError), (status = 400, description = "Invalid request", body = ApiError), (status = 401, description = "No or a wrong admin token", body = ApiError), (status = 429, description = "Too many failed authentications from this address", body = ApiError)))]
+#[utoipa::path(post, path = "/api/v1/certificates/{name}/enable", tag = "certificates", security(("admin_token" = [])), params(("name" = String, Path, description = "Certificate name", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")), responses((status = 200, description = "Enabled", body = CertificateView), (status = 404, description = "No such certificate", body = ApiError), (status = 400, description = "Invalid request", body = ApiError), (status = 401, description = "No or a wrong admin token", body = ApiError), (status = 429, description = "Too many failed authentications from this address", body = ApiError)))]
 async fn enable_certificate(
     State(s): State<AppState>,
     _: Admin,
@@ -296,7 +301,7 @@ async fn enable_certificate(
     set_enabled(s, name, true).await
 }
 
-#[utoipa::path(post, path = "/api/v1/certificates/{name}/disable", tag = "certificates", security(("admin_token" = [])), params(("name" = String, Path, description = "Certificate name")), responses((status = 200, description = "Disabled", body = CertificateView), (status = 404, description = "No such certificate", body = ApiError), (status = 400, description = "Invalid request", body = ApiError), (status = 401, description = "No or a wrong admin token", body = ApiError), (status = 429, description = "Too many failed authentications from this address", body = ApiError)))]
+#[utoipa::path(post, path = "/api/v1/certificates/{name}/disable", tag = "certificates", security(("admin_token" = [])), params(("name" = String, Path, description = "Certificate name", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")), responses((status = 200, description = "Disabled", body = CertificateView), (status = 404, description = "No such certificate", body = ApiError), (status = 400, description = "Invalid request", body = ApiError), (status = 401, description = "No or a wrong admin token", body = ApiError), (status = 429, description = "Too many failed authentications from this address", body = ApiError)))]
 async fn disable_certificate(
     State(s): State<AppState>,
     _: Admin,
@@ -305,7 +310,7 @@ async fn disable_certificate(
     set_enabled(s, name, false).await
 }
 
-#[utoipa::path(put, path = "/api/v1/certificates/{name}/hosts/{host}", tag = "certificates", security(("admin_token" = [])), params(("name" = String, Path, description = "Certificate name"), ("host" = String, Path, description = "Host name")), responses((status = 204, description = "Assigned"), (status = 404, description = "No such certificate or host", body = ApiError), (status = 409, description = "An agent-custody certificate already goes to another host", body = ApiError), (status = 400, description = "Invalid request", body = ApiError), (status = 401, description = "No or a wrong admin token", body = ApiError), (status = 429, description = "Too many failed authentications from this address", body = ApiError)))]
+#[utoipa::path(put, path = "/api/v1/certificates/{name}/hosts/{host}", tag = "certificates", security(("admin_token" = [])), params(("name" = String, Path, description = "Certificate name", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"), ("host" = String, Path, description = "Host name", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")), responses((status = 204, description = "Assigned"), (status = 404, description = "No such certificate or host", body = ApiError), (status = 409, description = "An agent-custody certificate already goes to another host", body = ApiError), (status = 400, description = "Invalid request", body = ApiError), (status = 401, description = "No or a wrong admin token", body = ApiError), (status = 429, description = "Too many failed authentications from this address", body = ApiError)))]
 async fn assign(
     State(s): State<AppState>,
     _: Admin,
@@ -338,7 +343,7 @@ async fn assign(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(delete, path = "/api/v1/certificates/{name}/hosts/{host}", tag = "certificates", security(("admin_token" = [])), params(("name" = String, Path, description = "Certificate name"), ("host" = String, Path, description = "Host name")), responses((status = 204, description = "Unassigned"), (status = 404, description = "Not assigned", body = ApiError), (status = 400, description = "Invalid request", body = ApiError), (status = 401, description = "No or a wrong admin token", body = ApiError), (status = 429, description = "Too many failed authentications from this address", body = ApiError)))]
+#[utoipa::path(delete, path = "/api/v1/certificates/{name}/hosts/{host}", tag = "certificates", security(("admin_token" = [])), params(("name" = String, Path, description = "Certificate name", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"), ("host" = String, Path, description = "Host name", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")), responses((status = 204, description = "Unassigned"), (status = 404, description = "Not assigned", body = ApiError), (status = 400, description = "Invalid request", body = ApiError), (status = 401, description = "No or a wrong admin token", body = ApiError), (status = 429, description = "Too many failed authentications from this address", body = ApiError)))]
 async fn unassign(
     State(s): State<AppState>,
     _: Admin,
@@ -422,7 +427,7 @@ async fn assigned_certificate(s: &AppState, host: &str, name: &str) -> ApiResult
     Ok(s.db.certificate(name).await?)
 }
 
-#[utoipa::path(get, path = "/api/v1/agent/certificates/{name}", tag = "agent", security(("agent_certificate" = [])), params(("name" = String, Path, description = "Certificate name")), responses((status = 200, description = "The newest certificate (and, server custody, its key)", body = Delivery), (status = 404, description = "Not assigned to this host, or not issued yet", body = ApiError), (status = 401, description = "No or an unknown client certificate", body = ApiError), (status = 429, description = "Too many failed authentications from this address", body = ApiError)))]
+#[utoipa::path(get, path = "/api/v1/agent/certificates/{name}", tag = "agent", security(("agent_certificate" = [])), params(("name" = String, Path, description = "Certificate name", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")), responses((status = 200, description = "The newest certificate (and, server custody, its key)", body = Delivery), (status = 404, description = "Not assigned to this host, or not issued yet", body = ApiError), (status = 401, description = "No or an unknown client certificate", body = ApiError), (status = 429, description = "Too many failed authentications from this address", body = ApiError)))]
 async fn agent_certificate(
     State(s): State<AppState>,
     AgentHost(host): AgentHost,
