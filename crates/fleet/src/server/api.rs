@@ -52,6 +52,7 @@ pub fn app(state: AppState) -> Router {
         .route(super::openapi::OPENAPI_PATH, get(super::openapi::handler))
         .fallback(|| async { ApiFailure::not_found("no such route (the API lives under /api/v1/)") })
         .layer(axum::middleware::map_response(super::error::json_rejections))
+        .layer(axum::middleware::from_fn(super::error::read_body_first))
         .with_state(state)
 }
 

@@ -101,3 +101,30 @@ pub async fn json_rejections(resp: Response) -> Response {
     };
     ApiFailure::new(status, kind, message).into_response()
 }
+
+/// Request bodies are at most this big (axum's default limit for JSON).
+pub const MAX_BODY: usize = 2 << 20;
+
+/// Reads the whole request body before the handler runs. Over HTTP/2 an answer given before the
+/// body was read (a 401, or a 415 for JSON sent as text/plain) makes hyper reset the stream, and
+/// clients such as curl then report a framing error instead of the answer; with the body read
+/// first every client sees the status and the [`ApiError`] that says what was wrong.
+pub async fn read_body_first(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            return ApiFailure::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-large",
+                format!("the request body is over {} MiB or was cut off", MAX_BODY >> 20),
+            )
+            .into_response();
+        }
+    };
+    next.run(axum::extract::Request::from_parts(
+        parts,
+        axum::body::Body::from(bytes),
+    ))
+    .await
+}
