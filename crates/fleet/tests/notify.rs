@@ -587,3 +587,84 @@ async fn a_relay_whose_certificate_is_not_trusted_is_refused() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(smtp.mails().is_empty());
 }
+
+fn test_message() -> Message {
+    Message {
+        kind: "test".into(),
+        subject: "certfleet: test message".into(),
+        text: "test".into(),
+        server: "https://fleet.example.test".into(),
+        sent_at: T0,
+        alerts: vec![],
+    }
+}
+
+fn smtp_notifier(url: String, ca: &Path) -> Notifier {
+    Notifier::from_config(&NotifyConfig {
+        smtp_url: Some(url),
+        smtp_from: Some("certfleet@example.test".into()),
+        emails: vec!["ops@example.test".into()],
+        ca_file: Some(ca.to_path_buf()),
+        ..NotifyConfig::default()
+    })
+    .unwrap()
+}
+
+/// `--smtp-url smtp://USER:PASS@...` authenticates after STARTTLS, `smtps://` over TLS from the
+/// start; a wrong password is refused without being echoed; a password is never sent to a relay
+/// that offers no STARTTLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smtp_auth_over_starttls_and_implicit_tls() {
+    use certfleet_testkit::SmtpMode;
+    if !SmtpReceiver::available() {
+        println!("SKIPPED: /usr/bin/python3 has no aiosmtpd (apt-get install python3-aiosmtpd)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tls = localhost_tls(dir.path()).unwrap();
+    // The password has characters a URL must percent-encode.
+    let password = "pa ss@word:1";
+    let encoded = "pa%20ss%40word%3A1";
+    for (mode, scheme) in [(SmtpMode::StartTls, "smtp"), (SmtpMode::ImplicitTls, "smtps")] {
+        let smtp = SmtpReceiver::start_auth(mode, &tls.cert, &tls.key, "alerts", password).unwrap();
+        let ok = smtp_notifier(
+            format!("{scheme}://alerts:{encoded}@127.0.0.1:{}", smtp.port()),
+            &tls.ca_bundle,
+        );
+        let r = ok.test(&test_message()).await;
+        assert!(r[0].ok, "{scheme}: {r:?}");
+        let mail = smtp.wait_for(Duration::from_secs(10), |_| true).unwrap();
+        assert!(mail.tls, "{scheme}");
+        assert_eq!(mail.login.as_deref(), Some("alerts"), "{scheme}");
+        assert!(
+            !r[0].channel.contains(encoded)
+                && !r[0].channel.contains(password)
+                && !r[0].channel.contains("alerts:"),
+            "{r:?}"
+        );
+
+        let wrong = smtp_notifier(
+            format!("{scheme}://alerts:not-the-password@127.0.0.1:{}", smtp.port()),
+            &tls.ca_bundle,
+        );
+        let r = wrong.test(&test_message()).await;
+        assert!(!r[0].ok, "{scheme}: a wrong password was accepted");
+        let err = r[0].error.as_deref().unwrap();
+        assert!(
+            err.contains("535") || err.to_lowercase().contains("auth"),
+            "{scheme}: {err}"
+        );
+        assert!(!err.contains("not-the-password"), "{err}");
+        assert_eq!(smtp.mails().len(), 1, "{scheme}");
+    }
+    // No STARTTLS offered: with a password in the URL, nothing is sent in clear.
+    let plain = SmtpReceiver::start().unwrap();
+    let n = smtp_notifier(
+        format!("smtp://alerts:{encoded}@127.0.0.1:{}", plain.port()),
+        &tls.ca_bundle,
+    );
+    let r = n.test(&test_message()).await;
+    assert!(!r[0].ok);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(plain.mails().is_empty());
+}

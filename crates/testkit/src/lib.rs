@@ -39,5 +39,5 @@ pub use nginx::{Nginx, NginxBuilder};
 pub use pebble::{Pebble, PebbleBuilder};
 pub use ports::free_port;
 pub use postgres::{PgCluster, PgDatabase};
-pub use smtp::{Mail, SmtpReceiver};
+pub use smtp::{Mail, SmtpMode, SmtpReceiver};
 pub use tls::{LocalTls, localhost_tls, self_signed_pem};

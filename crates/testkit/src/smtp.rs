@@ -20,11 +20,17 @@ const PYTHON: &str = "/usr/bin/python3";
 const SERVER: &str = r#"
 import email, email.policy, json, ssl, sys, time
 from aiosmtpd.controller import Controller
-port = int(sys.argv[1])
+from aiosmtpd.smtp import AuthResult
+port, mode = int(sys.argv[1]), sys.argv[2]
 ctx = None
-if len(sys.argv) > 3:
+if mode != "plain":
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(sys.argv[2], sys.argv[3])
+    ctx.load_cert_chain(sys.argv[3], sys.argv[4])
+creds = (sys.argv[5].encode(), sys.argv[6].encode()) if len(sys.argv) > 6 else None
+def authenticator(server, session, envelope, mechanism, auth_data):
+    ok = creds is not None and (auth_data.login, auth_data.password) == creds
+    # handled=False: aiosmtpd then answers 535 itself (True would leave the client waiting).
+    return AuthResult(success=ok, handled=False, auth_data=auth_data)
 class Handler:
     async def handle_DATA(self, server, session, envelope):
         msg = email.message_from_bytes(envelope.original_content or envelope.content, policy=email.policy.default)
@@ -34,12 +40,19 @@ class Handler:
             "to": list(envelope.rcpt_tos),
             "subject": str(msg.get("Subject", "")),
             "body": body.get_content().replace("\r\n", "\n") if body is not None else "",
-            "tls": session.ssl is not None,
+            # session.ssl is set by STARTTLS only; on the implicit-TLS port every session is TLS.
+            "tls": session.ssl is not None or mode == "tls",
+            "login": session.auth_data.login.decode() if session.authenticated and session.auth_data else None,
         }), flush=True)
         return "250 OK"
 kw = {}
-if ctx is not None:
+if mode == "starttls":
     kw = dict(tls_context=ctx, require_starttls=False)
+elif mode == "tls":
+    kw = dict(ssl_context=ctx)
+if creds is not None:
+    # AUTH only after STARTTLS (or on the implicit-TLS port), as real relays do.
+    kw.update(authenticator=authenticator, auth_required=True, auth_require_tls=(mode == "starttls"))
 controller = Controller(Handler(), hostname="127.0.0.1", port=port, **kw)
 controller.start()
 print("ready", flush=True)
@@ -55,8 +68,21 @@ pub struct Mail {
     pub subject: String,
     /// The text body, decoded.
     pub body: String,
-    /// Whether the session was upgraded with STARTTLS.
+    /// Whether the session ran over TLS (STARTTLS or implicit).
     pub tls: bool,
+    /// The user the client authenticated as (AUTH), if any.
+    pub login: Option<String>,
+}
+
+/// How the receiver speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpMode {
+    /// No TLS offered.
+    Plain,
+    /// STARTTLS offered (not required).
+    StartTls,
+    /// TLS from the first byte (what `smtps://` expects).
+    ImplicitTls,
 }
 
 /// A running aiosmtpd (killed on drop).
@@ -78,20 +104,50 @@ impl SmtpReceiver {
 
     /// Plain SMTP on a free loopback port.
     pub fn start() -> Result<SmtpReceiver> {
-        Self::spawn(None)
+        Self::spawn(SmtpMode::Plain, None, None)
     }
 
     /// SMTP that offers STARTTLS with this certificate (PEM chain) and key.
     pub fn start_tls(cert: &Path, key: &Path) -> Result<SmtpReceiver> {
-        Self::spawn(Some((cert, key)))
+        Self::spawn(SmtpMode::StartTls, Some((cert, key)), None)
     }
 
-    fn spawn(tls: Option<(&Path, &Path)>) -> Result<SmtpReceiver> {
+    /// TLS (`mode` StartTls or ImplicitTls) with this certificate, and AUTH required with
+    /// this user and password.
+    pub fn start_auth(
+        mode: SmtpMode,
+        cert: &Path,
+        key: &Path,
+        user: &str,
+        password: &str,
+    ) -> Result<SmtpReceiver> {
+        Self::spawn(mode, Some((cert, key)), Some((user, password)))
+    }
+
+    fn spawn(
+        mode: SmtpMode,
+        tls: Option<(&Path, &Path)>,
+        auth: Option<(&str, &str)>,
+    ) -> Result<SmtpReceiver> {
         let port = free_port();
         let mut cmd = Command::new(PYTHON);
-        cmd.arg("-c").arg(SERVER).arg(port.to_string());
-        if let Some((cert, key)) = tls {
-            cmd.arg(cert).arg(key);
+        let mode_arg = match mode {
+            SmtpMode::Plain => "plain",
+            SmtpMode::StartTls => "starttls",
+            SmtpMode::ImplicitTls => "tls",
+        };
+        cmd.arg("-c").arg(SERVER).arg(port.to_string()).arg(mode_arg);
+        match tls {
+            Some((cert, key)) => {
+                cmd.arg(cert).arg(key);
+            }
+            None if mode != SmtpMode::Plain => bail!("SMTP over TLS needs a certificate and key"),
+            None => {
+                cmd.arg("-").arg("-");
+            }
+        }
+        if let Some((user, password)) = auth {
+            cmd.arg(user).arg(password);
         }
         let mut child = cmd
             .stdout(Stdio::piped())
@@ -124,6 +180,7 @@ impl SmtpReceiver {
                     subject: s("subject"),
                     body: s("body"),
                     tls: v["tls"].as_bool().unwrap_or(false),
+                    login: v["login"].as_str().map(String::from),
                 };
                 sink.lock().unwrap_or_else(|p| p.into_inner()).push(mail);
             }
