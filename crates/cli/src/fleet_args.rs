@@ -58,7 +58,9 @@ pub struct ServeArgs {
 pub struct NotifyArgs {
     /// Send alert e-mails through this relay: smtp://[USER:PASS@]HOST[:PORT] (STARTTLS when offered,
     /// required with a password; port 25) or smtps://... (TLS from the start; port 465).
-    #[arg(long, value_name = "URL", env = "CERTFLEET_SMTP_URL")]
+    /// With a password, prefer the environment variable (e.g. a systemd EnvironmentFile, 0600)
+    /// to the flag: the process list shows flags to every local user.
+    #[arg(long, value_name = "URL", env = "CERTFLEET_SMTP_URL", hide_env_values = true)]
     pub smtp_url: Option<String>,
     /// Sender of alert e-mails (default certfleet@<this host's name>).
     #[arg(long, value_name = "ADDR")]
