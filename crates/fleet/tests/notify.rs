@@ -475,6 +475,21 @@ async fn causes_and_digest(db: FleetDb) {
         ]
     );
     wait_until("five webhooks", || hook.accepted().len() == 5).await;
+    // Disabling the expired certificate takes it off the watch without a "resolved".
+    db.set_enabled("old", false).await.unwrap();
+    assert!(w.pass().await.unwrap().is_empty());
+    let open: Vec<String> = db
+        .open_notifications()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.subject)
+        .collect();
+    assert_eq!(
+        open,
+        ["certificate:soon"],
+        "only the expiring certificate is still open"
+    );
     let rolled = hook
         .accepted()
         .into_iter()

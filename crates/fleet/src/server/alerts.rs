@@ -145,8 +145,12 @@ impl AlertWatch {
                 continue;
             }
             // Only the node whose DELETE removed the row says so; a cause still waiting for
-            // the digest was never told, so its clearing is not either.
-            if self.db.close_notification(&o.subject, &o.cause).await? && o.last_sent_at.is_some() {
+            // the digest was never told, so its clearing is not either; and a certificate the
+            // admin disabled or removed (or a removed host) did not get better, it left the watch.
+            if self.db.close_notification(&o.subject, &o.cause).await?
+                && o.last_sent_at.is_some()
+                && self.still_watched(&o.subject).await?
+            {
                 out.push(self.resolved_message(o, now));
             }
         }
@@ -157,6 +161,24 @@ impl AlertWatch {
             self.notifier.deliver(m.clone());
         }
         Ok(out)
+    }
+
+    /// Whether the subject's certificate is still there and enabled, and its host still there.
+    async fn still_watched(&self, subject: &str) -> Result<bool, DbError> {
+        let (cert, host) = split_subject(subject);
+        if let Some(c) = cert
+            && !self.db.find_certificate(&c).await?.is_some_and(|c| c.enabled)
+        {
+            return Ok(false);
+        }
+        if let Some(h) = host {
+            match self.db.host(&h).await {
+                Ok(_) => {}
+                Err(e) if e.is_not_found() => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
     }
 
     async fn causes(&self, now: UnixTime) -> Result<Vec<Cause>, DbError> {
