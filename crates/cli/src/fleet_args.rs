@@ -46,6 +46,63 @@ pub struct ServeArgs {
     /// being this file's contents (trimmed). Without it /metrics is open.
     #[arg(long, value_name = "FILE")]
     pub metrics_token: Option<PathBuf>,
+    #[command(flatten)]
+    pub notify: NotifyArgs,
+}
+
+/// Alerts of `certfleet serve` (see the README's "Alerts"): a message on a renewal failing
+/// twice in a row, a certificate expired or within a sixth of its lifetime, a failed install or
+/// rollback on a host, a silent host; once per cause a day, and "resolved" when it clears.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Alerts")]
+pub struct NotifyArgs {
+    /// Send alert e-mails through this relay: smtp://[USER:PASS@]HOST[:PORT] (STARTTLS when offered,
+    /// required with a password; port 25) or smtps://... (TLS from the start; port 465).
+    /// With a password, prefer the environment variable (e.g. a systemd EnvironmentFile, 0600)
+    /// to the flag: the process list shows flags to every local user.
+    #[arg(long, value_name = "URL", env = "CERTFLEET_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// Sender of alert e-mails (default certfleet@<this host's name>).
+    #[arg(long, value_name = "ADDR")]
+    pub smtp_from: Option<String>,
+    /// Send alert e-mails to ADDR (repeatable; needs --smtp-url).
+    #[arg(long = "notify-email", value_name = "ADDR")]
+    pub emails: Vec<String>,
+    /// POST alerts as JSON to URL (repeatable).
+    #[arg(long = "notify-webhook", value_name = "URL")]
+    pub webhooks: Vec<String>,
+    /// Sign webhook bodies with the secret in FILE (mode 0600): header
+    /// X-Certfleet-Signature-256: sha256=<hex HMAC-SHA256 of the body>.
+    #[arg(long, value_name = "FILE")]
+    pub notify_webhook_secret: Option<PathBuf>,
+    /// Run PATH (absolute, no shell) with the alert as JSON on standard input.
+    #[arg(long, value_name = "PATH")]
+    pub notify_command: Option<PathBuf>,
+    /// Kill --notify-command after this long (e.g. 30s, 2m).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration)]
+    pub notify_command_timeout: std::time::Duration,
+    /// Trust this CA certificate (PEM) too, for a private SMTP relay or webhook receiver
+    /// (the system's roots stay trusted).
+    #[arg(long, value_name = "FILE")]
+    pub notify_ca_file: Option<PathBuf>,
+    /// A host whose agent has not checked in for this long is reported silent (e.g. 90m, 2h, 1d).
+    #[arg(long, value_name = "DURATION", default_value = "2h", value_parser = duration)]
+    pub host_silent_after: std::time::Duration,
+    /// Send non-urgent alerts (expiring soon, silent hosts) in one daily message at HH:MM UTC;
+    /// urgent ones (failing, expired, failed installs) still go at once.
+    #[arg(long, value_name = "HH:MM", value_parser = hhmm)]
+    pub notify_digest_at: Option<(u8, u8)>,
+    /// How often the alert watch looks at the fleet (tests shorten it).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration, hide = true)]
+    pub notify_interval: std::time::Duration,
+}
+
+fn duration(s: &str) -> Result<std::time::Duration, String> {
+    certfleet_fleet::notify::parse_duration(s)
+}
+
+fn hhmm(s: &str) -> Result<(u8, u8), String> {
+    certfleet_fleet::notify::parse_hhmm(s)
 }
 
 #[derive(Debug, Args)]
@@ -129,6 +186,19 @@ pub enum FleetCommand {
     Assign { cert: String, host: String },
     /// Take certificate CERT away from host HOST.
     Unassign { cert: String, host: String },
+    /// Alerts: `notify test` sends a test message through each channel the server has.
+    #[command(subcommand)]
+    Notify(NotifyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotifyCommand {
+    /// Ask the server to send a test message through each configured channel; prints how each
+    /// went and exits non-zero if any failed (or none is configured).
+    Test {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

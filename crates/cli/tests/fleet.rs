@@ -805,3 +805,269 @@ fn certbot_lineage_imported_into_the_fleet_keeps_its_paths_and_its_key_on_the_ho
     assert_eq!(info.names, ["imp.example.test"]);
     assert!(marks.exists(), "certbot's deploy hook ran as the agent's reload");
 }
+
+/// Alerts end to end: `serve` renews through real Pebble while its http-01 responder listens
+/// where Pebble does not look, so every attempt fails with the CA's reason; aiosmtpd on
+/// loopback receives the failure mail exactly once across many watch passes and renewals,
+/// then, once the server answers http-01 where Pebble looks, the "resolved" mail.
+/// `fleet notify test` reports each channel and fails when one does.
+#[test]
+fn alerts_mail_a_failing_renewal_once_then_its_resolution() {
+    use certfleet_testkit::SmtpReceiver;
+    if !SmtpReceiver::available() {
+        println!("SKIPPED: /usr/bin/python3 has no aiosmtpd (apt-get install python3-aiosmtpd)");
+        return;
+    }
+    let smtp = SmtpReceiver::start().unwrap();
+    let http01 = free_port();
+    let pebble = Pebble::builder().http_port(http01).start().unwrap();
+    let tmp = world_readable_tempdir();
+    let out = tmp.path().join("command.out");
+    let cmd = tmp.path().join("notify.sh");
+    std::fs::write(
+        &cmd,
+        format!("#!/bin/sh\n{{ cat; echo; }} >> '{}'\n", out.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&cmd, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let smtp_url = smtp.url();
+    let mut alert_flags: Vec<String> = [
+        "--smtp-url",
+        &smtp_url,
+        "--smtp-from",
+        "fleet@example.test",
+        "--notify-email",
+        "ops@example.test",
+        "--notify-command",
+        cmd.to_str().unwrap(),
+        "--notify-interval",
+        "1s",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let data = tmp.path().join("server");
+    // The responder listens on a port Pebble does not validate against.
+    let server = Server::start(&pebble, &data, Some(free_port()), &str_args(&alert_flags));
+
+    // Every channel works: exit 0, one line per channel, the test message arrives.
+    let out_test = server.fleet(&["notify", "test"]);
+    assert!(
+        out_test.status.success(),
+        "{}\n{}",
+        stderr(&out_test),
+        tail(&server.log())
+    );
+    let text = stdout(&out_test);
+    assert!(
+        text.contains("ok      email to ops@example.test via smtp://127.0.0.1"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("ok      command {}", cmd.display())),
+        "{text}"
+    );
+    smtp.wait_for(Duration::from_secs(20), |m| {
+        m.subject == "certfleet: test message"
+    })
+    .unwrap();
+    let first: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&out).unwrap().lines().next().unwrap()).unwrap();
+    assert_eq!(first["kind"], "test");
+
+    server.fleet_ok(&[
+        "cert",
+        "add",
+        "www",
+        "-d",
+        "www.example.test",
+        "--custody",
+        "server",
+    ]);
+    // The first issuance fails; a second attempt makes two in a row.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server.show("www")["consecutive_failures"].as_u64() < Some(1) {
+        assert!(Instant::now() < deadline, "no failure:\n{}", tail(&server.log()));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    server.fleet_ok(&["cert", "renew", "www"]);
+    let mail = smtp
+        .wait_for(Duration::from_secs(60), |m| m.subject.contains("renewal failing"))
+        .unwrap();
+    let shown = server.show("www");
+    let reason = shown["last_error"].as_str().unwrap().to_string();
+    assert!(shown["consecutive_failures"].as_u64() >= Some(2));
+    assert!(mail.subject.contains("www"), "{}", mail.subject);
+    assert!(
+        mail.body.contains(&reason),
+        "the CA's reason {reason:?} in:\n{}",
+        mail.body
+    );
+    assert_eq!(mail.to, ["ops@example.test"]);
+
+    // More failures and many watch passes (one a second): no second mail.
+    for _ in 0..2 {
+        server.fleet_ok(&["cert", "renew", "www"]);
+        std::thread::sleep(Duration::from_secs(3));
+    }
+    let failing = |m: &certfleet_testkit::Mail| m.subject.contains("renewal failing");
+    assert_eq!(
+        smtp.mails().iter().filter(|m| failing(m)).count(),
+        1,
+        "{:#?}",
+        smtp.mails()
+    );
+
+    // Now the server answers http-01 where Pebble looks, and a webhook nobody listens to is
+    // added: the renewal succeeds, "resolved" arrives once, and `notify test` fails on the
+    // webhook only.
+    drop(server);
+    alert_flags.extend([
+        "--notify-webhook".to_string(),
+        format!("http://127.0.0.1:{}/hook", free_port()),
+    ]);
+    let server = Server::start(&pebble, &data, Some(http01), &str_args(&alert_flags));
+    server.fleet_ok(&["cert", "renew", "www"]);
+    server.wait_serial("www", None, Duration::from_secs(60));
+    let resolved = smtp
+        .wait_for(Duration::from_secs(30), |m| m.subject.contains("resolved"))
+        .unwrap();
+    assert!(
+        resolved.subject.contains("certificate www"),
+        "{}",
+        resolved.subject
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        smtp.mails().iter().filter(|m| failing(m)).count(),
+        2,
+        "alert + resolved only"
+    );
+
+    let out_test = server.fleet(&["notify", "test"]);
+    assert!(!out_test.status.success());
+    let text = stdout(&out_test);
+    assert!(text.contains("ok      email to"), "{text}");
+    assert!(text.contains("FAILED  webhook http://127.0.0.1:"), "{text}");
+    assert!(
+        stderr(&out_test).contains("1 of 3 notification channel(s) failed"),
+        "{}",
+        stderr(&out_test)
+    );
+    // Nothing secret in the log, and delivery failures are there.
+    assert!(
+        server.log().contains("notification test through webhook"),
+        "{}",
+        tail(&server.log())
+    );
+}
+
+/// `GET /api/openapi.json` without credentials: an OpenAPI 3 document that has every admin
+/// route `certfleet fleet` uses, with the admin token as its security, and the error schema.
+#[test]
+fn openapi_document_lists_every_admin_route() {
+    let pebble = Pebble::start().unwrap();
+    let tmp = world_readable_tempdir();
+    let server = Server::start(&pebble, &tmp.path().join("server"), None, &[]);
+    let url = std::fs::read_to_string(server.data.join("api.url")).unwrap();
+    let out = Command::new("curl")
+        .args(["-sk", "--max-time", "20", "-w", "\n%{http_code}"])
+        .arg(format!("{}/api/openapi.json", url.trim()))
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    let (body, code) = text.trim_end().rsplit_once('\n').unwrap();
+    assert_eq!(code, "200", "{body}");
+    let doc: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3."),
+        "{}",
+        doc["openapi"]
+    );
+    let admin = [
+        ("post", "/api/v1/hosts"),
+        ("get", "/api/v1/hosts"),
+        ("delete", "/api/v1/hosts/{host}"),
+        ("post", "/api/v1/certificates"),
+        ("get", "/api/v1/certificates"),
+        ("get", "/api/v1/certificates/{name}"),
+        ("post", "/api/v1/certificates/{name}/renew"),
+        ("post", "/api/v1/certificates/{name}/enable"),
+        ("post", "/api/v1/certificates/{name}/disable"),
+        ("post", "/api/v1/certificates/{name}/import"),
+        ("put", "/api/v1/certificates/{name}/hosts/{host}"),
+        ("delete", "/api/v1/certificates/{name}/hosts/{host}"),
+        ("post", "/api/v1/notify/test"),
+    ];
+    for (method, path) in admin {
+        let op = &doc["paths"][path][method];
+        assert!(op.is_object(), "{method} {path} is not documented");
+        assert_eq!(
+            op["security"][0]["admin_token"],
+            serde_json::json!([]),
+            "{method} {path}"
+        );
+        assert!(
+            op["responses"]["401"].is_object(),
+            "{method} {path}: 401 undocumented"
+        );
+    }
+    for path in [
+        "/api/v1/enroll",
+        "/api/v1/agent/assignments",
+        "/api/v1/agent/report",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} is not documented");
+    }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["admin_token"]["scheme"],
+        "bearer"
+    );
+    for schema in [
+        "ApiError",
+        "NewCertificate",
+        "CertificateView",
+        "CertificateDetail",
+        "NotifyTestReport",
+    ] {
+        assert!(
+            doc["components"]["schemas"][schema].is_object(),
+            "schema {schema} missing"
+        );
+    }
+    // The document is open; the API behind it is not.
+    let out = Command::new("curl")
+        .args(["-sk", "--max-time", "20", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!("{}/api/v1/hosts", url.trim()))
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&out), "401");
+    // A JSON body sent as text/plain gets a JSON error that says what to send, every time
+    // (over HTTP/2 an answer before the body was read used to reset the stream now and then).
+    let token = std::fs::read_to_string(server.data.join("admin.token")).unwrap();
+    for _ in 0..10 {
+        let out = Command::new("curl")
+            .args(["-sk", "--max-time", "20", "-w", "\n%{http_code}", "-X", "POST"])
+            .args(["-H", &format!("Authorization: Bearer {}", token.trim())])
+            .args(["-H", "Content-Type: text/plain", "--data", "{\"name\":\"web9\"}"])
+            .arg(format!("{}/api/v1/hosts", url.trim()))
+            .output()
+            .unwrap();
+        let text = stdout(&out);
+        let (body, code) = text.trim_end().rsplit_once('\n').unwrap();
+        assert_eq!(code, "415", "{body}");
+        let err: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(err["error"], "unsupported-media-type");
+        assert!(
+            err["message"]
+                .as_str()
+                .unwrap()
+                .contains("Content-Type: application/json"),
+            "{err}"
+        );
+    }
+}
+
+fn str_args(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}

@@ -374,6 +374,11 @@ impl FleetClient {
             .await
     }
 
+    /// Ask the server to send a test message through each notification channel.
+    pub async fn notify_test(&self) -> Result<crate::proto::NotifyTestReport, ClientError> {
+        self.json(Method::POST, &["notify", "test"], NO_BODY).await
+    }
+
     // ----- enrollment -----
 
     pub async fn enroll(&self, request: &EnrollRequest) -> Result<EnrollResponse, ClientError> {

@@ -11,6 +11,7 @@
 pub mod agent;
 pub mod client;
 pub mod db;
+pub mod notify;
 pub mod pki;
 pub mod proto;
 pub mod secretbox;

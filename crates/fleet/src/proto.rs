@@ -15,6 +15,7 @@
 //! | `POST certificates/{name}/enable`, `.../disable` | admin | -> [`CertificateView`] |
 //! | `PUT certificates/{name}/hosts/{host}` | admin | -> 204 (assign) |
 //! | `DELETE certificates/{name}/hosts/{host}` | admin | -> 204 (unassign) |
+//! | `POST notify/test` | admin | -> [`NotifyTestReport`] (a test message through each channel) |
 //! | `POST enroll` | enrollment token | [`EnrollRequest`] -> [`EnrollResponse`] |
 //! | `GET agent/assignments` | agent | -> `Vec<`[`Assignment`]`>` |
 //! | `GET agent/certificates/{name}` | agent | -> [`Delivery`] (404 when not assigned) |
@@ -38,7 +39,7 @@ pub const API_PREFIX: &str = "/api/v1";
 pub type UnixTime = i64;
 
 /// Who makes a certificate's private key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Custody {
     /// The host makes the key and uploads only CSRs; the key never leaves the host.
@@ -59,7 +60,7 @@ impl Custody {
 }
 
 /// How the server proves control of the names.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum ChallengeSettings {
     /// Answered by the server's own http-01 responder (`--http-01-listen`); front-ends proxy
@@ -81,13 +82,19 @@ pub enum ChallengeSettings {
 /// Key type as the CLI spells it (`ecdsa-p256`, `ecdsa-p384`, `rsa2048`, `rsa3072`, `rsa4096`).
 pub type KeyTypeName = String;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NewHost {
+    /// 1 to 64 letters, digits, `.`, `_` or `-`, starting with a letter or digit.
+    #[schema(
+        pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        min_length = 1,
+        max_length = 64
+    )]
     pub name: String,
 }
 
 /// Answer to `host add`: the one-time enrollment token to give `certfleet agent enroll`.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HostEnrollment {
     pub host: String,
     /// Carries the server URL, the API fingerprint and the secret (see [`crate::token`]).
@@ -95,7 +102,7 @@ pub struct HostEnrollment {
     pub expires_at: UnixTime,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HostView {
     pub name: String,
     pub created_at: UnixTime,
@@ -106,16 +113,24 @@ pub struct HostView {
     pub certificates: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NewCertificate {
+    /// 1 to 64 letters, digits, `.`, `_` or `-`, starting with a letter or digit.
+    #[schema(
+        pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        min_length = 1,
+        max_length = 64
+    )]
     pub name: String,
     /// DNS names (IDN allowed, normalised by the server) or IP addresses.
+    #[schema(min_items = 1)]
     pub identifiers: Vec<String>,
     #[serde(default)]
     pub hosts: Vec<String>,
     #[serde(default)]
     pub custody: Custody,
     #[serde(default = "default_key_type")]
+    #[schema(pattern = "^(ecdsa-p256|ecdsa-p384|rsa2048|rsa3072|rsa4096)$")]
     pub key_type: KeyTypeName,
     pub challenge: ChallengeSettings,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -154,7 +169,7 @@ pub fn default_key_type() -> KeyTypeName {
 }
 
 /// The state a certificate is in, as the operator sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum CertState {
     /// Never issued yet (waiting for a CSR from its host, or for its first renewal slot).
@@ -167,7 +182,7 @@ pub enum CertState {
     Disabled,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CertificateView {
     pub name: String,
     pub identifiers: Vec<String>,
@@ -198,16 +213,20 @@ pub const LIST_PAGE: u32 = 1000;
 pub const MAX_PAGE: u32 = 10_000;
 
 /// `GET certificates` query: the page after certificate `after`, by name.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<String>,
+    /// Page size, 1 to [`MAX_PAGE`] (default [`LIST_PAGE`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(minimum = 1, maximum = 10000)]
+    #[schema(minimum = 1, maximum = 10000)]
     pub limit: Option<u32>,
 }
 
 /// What one host reports about one certificate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum InstallState {
     /// Installed and the endpoint serves the expected certificate (or no endpoint to verify).
@@ -247,7 +266,7 @@ impl fmt::Display for InstallState {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HostInstallView {
     pub host: String,
     pub state: Option<InstallState>,
@@ -260,7 +279,7 @@ pub struct HostInstallView {
     pub reported_at: Option<UnixTime>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EventView {
     pub at: UnixTime,
     /// `issued`, `renewed`, `failed`, `fetched`, `installed`, `verified`, `rolled-back`,
@@ -272,7 +291,7 @@ pub struct EventView {
     pub detail: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CertificateDetail {
     #[serde(flatten)]
     pub certificate: CertificateView,
@@ -285,7 +304,7 @@ pub struct CertificateDetail {
 /// over by `certfleet import --fleet`) becomes the fleet certificate's current one, so the
 /// server renews it when it is due instead of at once. Never a private key: imports are for
 /// agent custody, whose key stays on its host.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ImportCertificate {
     /// The leaf (PEM).
     pub cert_pem: String,
@@ -294,7 +313,7 @@ pub struct ImportCertificate {
 }
 
 /// `POST enroll`: the host proves it holds the one-time token and asks for its credential.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EnrollRequest {
     /// The secret part of the enrollment token (never the whole token: URL and fingerprint
     /// are the client's business).
@@ -304,7 +323,7 @@ pub struct EnrollRequest {
     pub agent_version: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EnrollResponse {
     pub host: String,
     /// The host's client certificate (mTLS), issued by the server's internal CA.
@@ -314,7 +333,7 @@ pub struct EnrollResponse {
 }
 
 /// One certificate assigned to the asking host.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Assignment {
     pub certificate: String,
     pub identifiers: Vec<String>,
@@ -330,7 +349,7 @@ pub struct Assignment {
 }
 
 /// `GET agent/certificates/{name}`: what the server gives this host for a certificate.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Delivery {
     pub certificate: String,
     pub identifiers: Vec<String>,
@@ -349,13 +368,13 @@ pub struct Delivery {
 }
 
 /// `POST agent/csr`: a CSR for a certificate of agent custody.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CsrUpload {
     pub certificate: String,
     pub csr_pem: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct InstallReport {
     pub certificate: String,
     pub state: InstallState,
@@ -369,7 +388,7 @@ pub struct InstallReport {
 }
 
 /// Every non-2xx answer.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ApiError {
     /// Stable machine-readable kind: `unauthorized`, `forbidden`, `not-found`, `conflict`,
     /// `invalid`, `rate-limited`, `internal`.
@@ -496,4 +515,22 @@ mod tests {
             assert_eq!(serde_json::to_string(&st).unwrap(), format!("\"{st}\""));
         }
     }
+}
+
+/// How one notification channel took a message (`POST notify/test`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ChannelResult {
+    /// The channel as the server names it, e.g. `email to ops@example.com via smtp://relay:587`
+    /// (never with credentials).
+    pub channel: String,
+    pub ok: bool,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Answer to `POST notify/test`: one entry per configured channel (none: nothing configured).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NotifyTestReport {
+    pub channels: Vec<ChannelResult>,
 }

@@ -28,6 +28,7 @@ pub mod nginx;
 pub mod pebble;
 pub mod ports;
 pub mod postgres;
+pub mod smtp;
 pub mod tls;
 pub mod webserver;
 
@@ -38,4 +39,5 @@ pub use nginx::{Nginx, NginxBuilder};
 pub use pebble::{Pebble, PebbleBuilder};
 pub use ports::free_port;
 pub use postgres::{PgCluster, PgDatabase};
+pub use smtp::{Mail, SmtpMode, SmtpReceiver};
 pub use tls::{LocalTls, localhost_tls, self_signed_pem};

@@ -8,7 +8,9 @@ use certfleet_fleet::proto::{CertificateView, ChallengeSettings, Custody, NewCer
 use time::OffsetDateTime;
 
 use crate::error::{CliError, ExitCode, Result};
-use crate::fleet_args::{CertAddArgs, CertCommand, FleetArgs, FleetCommand, FleetConnArgs, HostCommand};
+use crate::fleet_args::{
+    CertAddArgs, CertCommand, FleetArgs, FleetCommand, FleetConnArgs, HostCommand, NotifyCommand,
+};
 
 pub async fn run(a: &FleetArgs) -> Result<ProcessExit> {
     let client = connect(&a.conn)?;
@@ -144,6 +146,37 @@ pub async fn run(a: &FleetArgs) -> Result<ProcessExit> {
         }
         FleetCommand::Assign { cert, host } => client.assign(cert, host).await.map_err(api_error)?,
         FleetCommand::Unassign { cert, host } => client.unassign(cert, host).await.map_err(api_error)?,
+        FleetCommand::Notify(NotifyCommand::Test { json }) => {
+            let report = client.notify_test().await.map_err(api_error)?;
+            if *json {
+                print_json(&report);
+            }
+            if report.channels.is_empty() {
+                return Err(CliError::new(
+                    ExitCode::Failure,
+                    "the server has no notification channel: start `certfleet serve` with --smtp-url and \
+                     --notify-email, --notify-webhook or --notify-command",
+                ));
+            }
+            if !*json {
+                for c in &report.channels {
+                    match &c.error {
+                        None => println!("ok      {}", c.channel),
+                        Some(e) => println!("FAILED  {}: {e}", c.channel),
+                    }
+                }
+            }
+            let failed = report.channels.iter().filter(|c| !c.ok).count();
+            if failed > 0 {
+                return Err(CliError::new(
+                    ExitCode::Failure,
+                    format!(
+                        "{failed} of {} notification channel(s) failed; the server's log has the same reasons",
+                        report.channels.len()
+                    ),
+                ));
+            }
+        }
     }
     Ok(ProcessExit::SUCCESS)
 }

@@ -59,6 +59,7 @@ mod certificates;
 mod error;
 mod hosts;
 mod model;
+mod notifications;
 mod records;
 mod stats;
 
@@ -76,6 +77,7 @@ pub use model::{
     HostCredential, IssuedCert, Lease, NewEvent, ServerKeys,
 };
 
+pub use notifications::{CertValidity, FailedInstall, FailingCert, OpenNotification, SilentHost};
 pub use stats::{FleetStats, STATES, ServedStat};
 
 use error::Context;

@@ -17,9 +17,9 @@ use super::state::AppState;
 use crate::db::{CertificateSettings, DbError, NewEvent};
 use crate::pki;
 use crate::proto::{
-    API_PREFIX, Assignment, CertificateDetail, CertificateView, ChallengeSettings, CsrUpload, Custody,
-    Delivery, EnrollRequest, EnrollResponse, HostEnrollment, HostView, ImportCertificate, InstallReport,
-    InstallState, LIST_PAGE, ListQuery, MAX_PAGE, NewCertificate, NewHost,
+    API_PREFIX, ApiError, Assignment, CertificateDetail, CertificateView, ChallengeSettings, CsrUpload,
+    Custody, Delivery, EnrollRequest, EnrollResponse, HostEnrollment, HostView, ImportCertificate,
+    InstallReport, InstallState, LIST_PAGE, ListQuery, MAX_PAGE, NewCertificate, NewHost,
 };
 use crate::token::{EnrollmentToken, hash_secret, new_secret};
 
@@ -41,6 +41,7 @@ pub fn app(state: AppState) -> Router {
         .route("/certificates/{name}/disable", post(disable_certificate))
         .route("/certificates/{name}/import", post(import_certificate))
         .route("/certificates/{name}/hosts/{host}", put(assign).delete(unassign))
+        .route("/notify/test", post(super::alerts::notify_test))
         .route("/enroll", post(enroll))
         .route("/agent/assignments", get(agent_assignments))
         .route("/agent/certificates/{name}", get(agent_certificate))
@@ -49,7 +50,10 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .nest(API_PREFIX, api)
         .route(super::metrics::METRICS_PATH, get(super::metrics::handler))
+        .route(super::openapi::OPENAPI_PATH, get(super::openapi::handler))
         .fallback(|| async { ApiFailure::not_found("no such route (the API lives under /api/v1/)") })
+        .layer(axum::middleware::map_response(super::error::json_rejections))
+        .layer(axum::middleware::from_fn(super::error::read_body_first))
         .with_state(state)
 }
 
@@ -87,6 +91,7 @@ async fn event(s: &AppState, cert: Option<&str>, host: Option<&str>, kind: &str,
 
 // ---- hosts ----
 
+#[utoipa::path(post, path = "/api/v1/hosts", tag = "hosts", security(("admin_token" = [])), request_body = NewHost, responses((status = 415, description = "The body is not sent as application/json", body = ApiError), (status = 422, description = "The JSON does not have the expected fields", body = ApiError), (status = 200, description = "The host and its one-time enrollment token", body = HostEnrollment), (status = 409, description = "A host of that name exists", body = ApiError), (status = 400, description = "Invalid request", body = ApiError), (status = 401, description = "No or a wrong admin token", body = ApiError), (status = 429, description = "Too many failed authentications from this address", body = ApiError)))]
 async fn add_host(
     State(s): State<AppState>,
     _: Admin,
@@ -120,10 +125,12 @@ async fn add_host(
     }))
 }
 
+#[utoipa::path(get, path = "/api/v1/hosts", tag = "hosts", security(("admin_token" = [])), responses((status = 200, description = "Every host", body = [HostView]), (status = 400, description = "Invalid request", body = ApiError), (status = 401, description = "No or a wrong admin token", body = ApiError), (status = 429, description = "Too many failed authentications from this address", body = ApiError)))]
 async fn list_hosts(State(s): State<AppState>, _: Admin) -> ApiResult<Json<Vec<HostView>>> {
     Ok(Json(s.db.host_views().await?))
 }
 
+#[utoipa::path(delete, path = "/api/v1/hosts/{host}", tag = "hosts", security(("admin_token" = [])), params(("host" = String, Path, description = "Host name", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")), responses((status = 204, description = "Removed"), (status = 404, description = "No such host", body = ApiError), (status = 400, description = "Invalid request", body = ApiError), (status = 401, description = "No or a wrong admin token", body = ApiError), (status = 429, description = "Too many failed authentications from this address", body = ApiError)))]
 async fn remove_host(State(s): State<AppState>, _: Admin, Path(host): Path<String>) -> ApiResult<StatusCode> {
     s.db.delete_host(&host).await?;
     event(&s, None, Some(&host), "host-removed", "admin", "").await;
@@ -132,6 +139,7 @@ async fn remove_host(State(s): State<AppState>, _: Admin, Path(host): Path<Strin
 
 // ---- certificates ----
 
+#[utoipa::path(post, path = "/api/v1/certificates", tag = "certificates", security(("admin_token" = [])), request_body = NewCertificate, responses((status = 415, description = "The body is not sent as application/json", body = ApiError), (status = 422, description = "The JSON does not have the expected fields", body = ApiError), (status = 200, description = "Added; the renewal loop issues it", body = CertificateView), (status = 409, description = "A certificate of that name exists", body = ApiError), (status = 404, description = "A named host does not exist", body = ApiError), (status = 400, description = "Invalid request", body = ApiError), (status = 401, description = "No or a wrong admin token", body = ApiError), (status = 429, description = "Too many failed authentications from this address", body = ApiError)))]
 async fn add_certificate(
     State(s): State<AppState>,
     _: Admin,
@@ -229,17 +237,24 @@ fn check_challenge(s: &AppState, c: &ChallengeSettings, ids: &[Identifier]) -> A
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/certificates", tag = "certificates", security(("admin_token" = [])), params(ListQuery), responses((status = 200, description = "One page of certificates, by name", body = [CertificateView]), (status = 400, description = "Invalid request", body = ApiError), (status = 401, description = "No or a wrong admin token", body = ApiError), (status = 429, description = "Too many failed authentications from this address", body = ApiError)))]
 async fn list_certificates(
     State(s): State<AppState>,
     _: Admin,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Vec<CertificateView>>> {
-    let limit = q.limit.unwrap_or(LIST_PAGE).clamp(1, MAX_PAGE);
+    let limit = q.limit.unwrap_or(LIST_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiFailure::invalid(format!(
+            "limit {limit} is out of range: ask for 1 to {MAX_PAGE} certificates a page"
+        )));
+    }
     Ok(Json(
         s.db.certificate_views(s.now(), q.after.as_deref(), limit).await?,
     ))
 }
 
+#[utoipa::path(get, path = "/api/v1/certificates/{name}", tag = "certificates", security(("admin_token" = [])), params(("name" = String, Path, description = "Certificate name", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")), responses((status = 200, description = "The certificate, its installs and recent events", body = CertificateDetail), (status = 404, description = "No such certificate", body = ApiError), (status = 400, description = "Invalid request", body = ApiError), (status = 401, description = "No or a wrong admin token", body = ApiError), (status = 429, description = "Too many failed authentications from this address", body = ApiError)))]
 async fn show_certificate(
     State(s): State<AppState>,
     _: Admin,
@@ -256,6 +271,7 @@ async fn view(s: &AppState, name: &str) -> ApiResult<Json<CertificateView>> {
     Ok(Json(cert.view(hosts, s.now())))
 }
 
+#[utoipa::path(post, path = "/api/v1/certificates/{name}/renew", tag = "certificates", security(("admin_token" = [])), params(("name" = String, Path, description = "Certificate name", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")), responses((status = 200, description = "Renewal scheduled now", body = CertificateView), (status = 404, description = "No such certificate", body = ApiError), (status = 400, description = "Invalid request", body = ApiError), (status = 401, description = "No or a wrong admin token", body = ApiError), (status = 429, description = "Too many failed authentications from this address", body = ApiError)))]
 async fn renew_certificate(
     State(s): State<AppState>,
     _: Admin,
@@ -271,7 +287,8 @@ async fn renew_certificate(
 /// `certfleet import --fleet`: a lineage's current certificate becomes the fleet certificate's,
 /// so it is renewed when due (not at once) by the server. Agent custody only: the key it goes
 /// with stays on the host that imported it, which the agent finds by the certificate's SPKI.
-async fn import_certificate(
+#[utoipa::path(post, path = "/api/v1/certificates/{name}/import", tag = "certificates", security(("admin_token" = [])), params(("name" = String, Path, description = "Certificate name", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")), request_body = ImportCertificate, responses((status = 415, description = "The body is not sent as application/json", body = ApiError), (status = 422, description = "The JSON does not have the expected fields", body = ApiError), (status = 200, description = "Imported (or imported before): the certificate's current one, renewed when due", body = CertificateView), (status = 409, description = "The fleet already has a certificate valid as long or longer", body = ApiError), (status = 404, description = "No such certificate", body = ApiError), (status = 400, description = "Not what the certificate describes (names, chain), or server custody", body = ApiError), (status = 401, description = "No or a wrong admin token", body = ApiError), (status = 429, description = "Too many failed authentications from this address", body = ApiError)))]
+pub(crate) async fn import_certificate(
     State(s): State<AppState>,
     _: Admin,
     Path(name): Path<String>,
@@ -355,6 +372,7 @@ async fn set_enabled(s: AppState, name: String, enabled: bool) -> ApiResult<Json
     view(&s, &name).await
 }
 
+#[utoipa::path(post, path = "/api/v1/certificates/{name}/enable", tag = "certificates", security(("admin_token" = [])), params(("name" = String, Path, description = "Certificate name", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")), responses((status = 200, description = "Enabled", body = CertificateView), (status = 404, description = "No such certificate", body = ApiError), (status = 400, description = "Invalid request", body = ApiError), (status = 401, description = "No or a wrong admin token", body = ApiError), (status = 429, description = "Too many failed authentications from this address", body = ApiError)))]
 async fn enable_certificate(
     State(s): State<AppState>,
     _: Admin,
@@ -363,6 +381,7 @@ async fn enable_certificate(
     set_enabled(s, name, true).await
 }
 
+#[utoipa::path(post, path = "/api/v1/certificates/{name}/disable", tag = "certificates", security(("admin_token" = [])), params(("name" = String, Path, description = "Certificate name", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")), responses((status = 200, description = "Disabled", body = CertificateView), (status = 404, description = "No such certificate", body = ApiError), (status = 400, description = "Invalid request", body = ApiError), (status = 401, description = "No or a wrong admin token", body = ApiError), (status = 429, description = "Too many failed authentications from this address", body = ApiError)))]
 async fn disable_certificate(
     State(s): State<AppState>,
     _: Admin,
@@ -371,6 +390,7 @@ async fn disable_certificate(
     set_enabled(s, name, false).await
 }
 
+#[utoipa::path(put, path = "/api/v1/certificates/{name}/hosts/{host}", tag = "certificates", security(("admin_token" = [])), params(("name" = String, Path, description = "Certificate name", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"), ("host" = String, Path, description = "Host name", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")), responses((status = 204, description = "Assigned"), (status = 404, description = "No such certificate or host", body = ApiError), (status = 409, description = "An agent-custody certificate already goes to another host", body = ApiError), (status = 400, description = "Invalid request", body = ApiError), (status = 401, description = "No or a wrong admin token", body = ApiError), (status = 429, description = "Too many failed authentications from this address", body = ApiError)))]
 async fn assign(
     State(s): State<AppState>,
     _: Admin,
@@ -403,6 +423,7 @@ async fn assign(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(delete, path = "/api/v1/certificates/{name}/hosts/{host}", tag = "certificates", security(("admin_token" = [])), params(("name" = String, Path, description = "Certificate name", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"), ("host" = String, Path, description = "Host name", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")), responses((status = 204, description = "Unassigned"), (status = 404, description = "Not assigned", body = ApiError), (status = 400, description = "Invalid request", body = ApiError), (status = 401, description = "No or a wrong admin token", body = ApiError), (status = 429, description = "Too many failed authentications from this address", body = ApiError)))]
 async fn unassign(
     State(s): State<AppState>,
     _: Admin,
@@ -419,6 +440,7 @@ async fn unassign(
 
 // ---- enrollment ----
 
+#[utoipa::path(post, path = "/api/v1/enroll", tag = "agent", request_body = EnrollRequest, responses((status = 415, description = "The body is not sent as application/json", body = ApiError), (status = 422, description = "The JSON does not have the expected fields", body = ApiError), (status = 200, description = "The host's client certificate", body = EnrollResponse), (status = 400, description = "Invalid CSR", body = ApiError), (status = 401, description = "Unknown, used or expired enrollment token", body = ApiError), (status = 429, description = "Too many failed authentications from this address", body = ApiError)))]
 async fn enroll(
     State(s): State<AppState>,
     req_parts: axum::http::request::Parts,
@@ -464,6 +486,7 @@ async fn enroll(
 
 // ---- agents ----
 
+#[utoipa::path(get, path = "/api/v1/agent/assignments", tag = "agent", security(("agent_certificate" = [])), responses((status = 200, description = "The certificates assigned to the asking host", body = [Assignment]), (status = 401, description = "No or an unknown client certificate", body = ApiError), (status = 429, description = "Too many failed authentications from this address", body = ApiError)))]
 async fn agent_assignments(
     State(s): State<AppState>,
     AgentHost(host): AgentHost,
@@ -484,6 +507,7 @@ async fn assigned_certificate(s: &AppState, host: &str, name: &str) -> ApiResult
     Ok(s.db.certificate(name).await?)
 }
 
+#[utoipa::path(get, path = "/api/v1/agent/certificates/{name}", tag = "agent", security(("agent_certificate" = [])), params(("name" = String, Path, description = "Certificate name", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")), responses((status = 200, description = "The newest certificate (and, server custody, its key)", body = Delivery), (status = 404, description = "Not assigned to this host, or not issued yet", body = ApiError), (status = 401, description = "No or an unknown client certificate", body = ApiError), (status = 429, description = "Too many failed authentications from this address", body = ApiError)))]
 async fn agent_certificate(
     State(s): State<AppState>,
     AgentHost(host): AgentHost,
@@ -533,6 +557,7 @@ async fn agent_certificate(
     }))
 }
 
+#[utoipa::path(post, path = "/api/v1/agent/csr", tag = "agent", security(("agent_certificate" = [])), request_body = CsrUpload, responses((status = 415, description = "The body is not sent as application/json", body = ApiError), (status = 422, description = "The JSON does not have the expected fields", body = ApiError), (status = 204, description = "Stored"), (status = 400, description = "Invalid CSR or server custody", body = ApiError), (status = 404, description = "Not assigned to this host", body = ApiError), (status = 401, description = "No or an unknown client certificate", body = ApiError), (status = 429, description = "Too many failed authentications from this address", body = ApiError)))]
 async fn agent_csr(
     State(s): State<AppState>,
     AgentHost(host): AgentHost,
@@ -570,6 +595,7 @@ async fn agent_csr(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(post, path = "/api/v1/agent/report", tag = "agent", security(("agent_certificate" = [])), request_body = InstallReport, responses((status = 415, description = "The body is not sent as application/json", body = ApiError), (status = 422, description = "The JSON does not have the expected fields", body = ApiError), (status = 204, description = "Stored"), (status = 404, description = "Not assigned to this host", body = ApiError), (status = 401, description = "No or an unknown client certificate", body = ApiError), (status = 429, description = "Too many failed authentications from this address", body = ApiError)))]
 async fn agent_report(
     State(s): State<AppState>,
     AgentHost(host): AgentHost,

@@ -2,9 +2,10 @@
 //! internal CA), or nobody. The two credential kinds are checked by different extractors, so an
 //! agent credential can never act as an admin and the other way round.
 //!
-//! Failed attempts are counted per remote address; past [`MAX_FAILURES`] in
-//! [`FAILURE_WINDOW`] that address gets `429` without its credential being looked at, and each
-//! failure is logged with the address (never with what was presented).
+//! Failed attempts (a credential presented and refused) are counted per remote address; past
+//! [`MAX_FAILURES`] in [`FAILURE_WINDOW`] that address gets `429` without its credential being
+//! looked at, and each failure is logged with the address (never with what was presented). A
+//! request without any credential is a plain `401`, not counted.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -90,6 +91,13 @@ pub fn auth_failed(state: &AppState, parts: &Parts, what: &str) -> ApiFailure {
     ApiFailure::new(StatusCode::UNAUTHORIZED, "unauthorized", what.to_string())
 }
 
+/// A request that presents no credential at all: always `401` with what to present. It guesses
+/// nothing, so it is neither counted nor refused with `429` (a client that forgot its token
+/// learns that, not "wait a minute"; and such requests cannot lock the admin out).
+fn no_credential(what: &str) -> ApiFailure {
+    ApiFailure::new(StatusCode::UNAUTHORIZED, "unauthorized", what.to_string())
+}
+
 /// A request carrying a valid admin token.
 pub struct Admin;
 
@@ -102,7 +110,6 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let state = AppState::from_ref(state);
-        check_not_blocked(&state, parts)?;
         let token = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -110,12 +117,11 @@ where
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim);
         let Some(token) = token else {
-            return Err(auth_failed(
-                &state,
-                parts,
+            return Err(no_credential(
                 "this needs the admin token (Authorization: Bearer ...; `certfleet fleet --token-file FILE`)",
             ));
         };
+        check_not_blocked(&state, parts)?;
         match state.db.check_admin_token(&hash_secret(token)).await {
             Ok(Some(_)) => Ok(Admin),
             Ok(None) => Err(auth_failed(&state, parts, "the admin token is not valid")),
@@ -136,14 +142,12 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let state = AppState::from_ref(state);
-        check_not_blocked(&state, parts)?;
         let Some(fp) = peer(parts).and_then(|p| p.client_cert_fingerprint.clone()) else {
-            return Err(auth_failed(
-                &state,
-                parts,
+            return Err(no_credential(
                 "this needs the host's client certificate: enroll with `certfleet agent enroll`",
             ));
         };
+        check_not_blocked(&state, parts)?;
         match state.db.host_by_fingerprint(&fp).await {
             Ok(Some(host)) => {
                 // Every agent request is a check-in: the dashboard's "last seen".

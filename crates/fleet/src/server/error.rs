@@ -66,3 +66,65 @@ impl IntoResponse for ApiFailure {
         (self.status, Json(body)).into_response()
     }
 }
+
+/// axum's own rejections (a body that is not JSON, a wrong `Content-Type`, a malformed path or
+/// query) are plain text; clients of this API expect [`ApiError`] JSON with every 4xx, so this
+/// layer rewrites them, keeping the status and axum's words and adding what to send instead.
+pub async fn json_rejections(resp: Response) -> Response {
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !status.is_client_error() || is_json {
+        return resp;
+    }
+    let body = axum::body::to_bytes(resp.into_body(), 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&body).trim().to_string();
+    let (kind, hint) = match status {
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            "unsupported-media-type",
+            "; send the body as JSON with `Content-Type: application/json`",
+        ),
+        StatusCode::UNPROCESSABLE_ENTITY | StatusCode::BAD_REQUEST => ("invalid", ""),
+        StatusCode::METHOD_NOT_ALLOWED => ("method-not-allowed", ""),
+        StatusCode::PAYLOAD_TOO_LARGE => ("too-large", ""),
+        _ => ("invalid", ""),
+    };
+    let message = if text.is_empty() {
+        format!("{status}{hint}")
+    } else {
+        format!("{text}{hint}")
+    };
+    ApiFailure::new(status, kind, message).into_response()
+}
+
+/// Request bodies are at most this big (axum's default limit for JSON).
+pub const MAX_BODY: usize = 2 << 20;
+
+/// Reads the whole request body before the handler runs. Over HTTP/2 an answer given before the
+/// body was read (a 401, or a 415 for JSON sent as text/plain) makes hyper reset the stream, and
+/// clients such as curl then report a framing error instead of the answer; with the body read
+/// first every client sees the status and the [`ApiError`] that says what was wrong.
+pub async fn read_body_first(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            return ApiFailure::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-large",
+                format!("the request body is over {} MiB or was cut off", MAX_BODY >> 20),
+            )
+            .into_response();
+        }
+    };
+    next.run(axum::extract::Request::from_parts(
+        parts,
+        axum::body::Body::from(bytes),
+    ))
+    .await
+}

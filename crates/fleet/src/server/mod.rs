@@ -7,11 +7,13 @@
 //! certificates (kept in the database, so every node of a shared PostgreSQL has the same one),
 //! and the key file that seals server-custody private keys (`custody.key`, 0600).
 
+pub mod alerts;
 pub mod api;
 pub mod auth;
 pub mod error;
 pub mod http01;
 pub mod metrics;
+pub mod openapi;
 pub mod renewal;
 pub mod state;
 
@@ -54,6 +56,8 @@ pub struct ServeConfig {
     pub acme: AcmeSettings,
     /// `--metrics-token FILE`: `/metrics` then needs `Authorization: Bearer <its contents>`.
     pub metrics_token_file: Option<PathBuf>,
+    /// Alerts: channels (`--smtp-url`, `--notify-*`) and when to send.
+    pub notify: crate::notify::NotifyConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +81,8 @@ pub enum ServeError {
     SecretBox(#[from] SecretBoxError),
     #[error("the metrics token file {} is empty: put a random token in it (e.g. `openssl rand -hex 32`)", .0.display())]
     EmptyMetricsToken(PathBuf),
+    #[error("notifications: {0}")]
+    Notify(#[from] crate::notify::NotifyError),
     #[error(
         "cannot listen on {addr} ({what}): {source}; is another server running there? choose another with {flag}"
     )]
@@ -143,6 +149,9 @@ pub async fn run(
         Some(path) => Some(read_metrics_token(path)?),
         None => None,
     };
+
+    // Before binding: a wrong notification flag stops the start, not the first alert.
+    let notifier = Arc::new(crate::notify::Notifier::from_config(&cfg.notify)?);
 
     let api_listener = TcpListener::bind(cfg.listen)
         .await
@@ -222,6 +231,25 @@ pub async fn run(
         dir.join("dns-pending"),
     ));
     let renew_task = tokio::spawn(renewals.run(stop_rx.clone()));
+    let watch = alerts::AlertWatch {
+        db: db.clone(),
+        clock: clock.clone(),
+        notifier: notifier.clone(),
+        settings: alerts::WatchSettings {
+            host_silent_after: cfg
+                .notify
+                .host_silent_after
+                .unwrap_or(crate::notify::DEFAULT_HOST_SILENT_AFTER),
+            digest_at: cfg.notify.digest_at,
+            interval: cfg.notify.interval.unwrap_or(alerts::DEFAULT_INTERVAL),
+            server_url: state.public_url.clone(),
+            default_ca: cfg.acme.server.clone(),
+        },
+    };
+    if !notifier.is_empty() {
+        tracing::info!("alerts go to: {}", notifier.labels().join("; "));
+    }
+    let watch_task = tokio::spawn(watch.run(stop_rx.clone()));
     let http01_task = http01.map(|listener| {
         let app = http01::responder(db.clone(), clock.clone());
         let mut stop = stop_rx.clone();
@@ -239,7 +267,7 @@ pub async fn run(
     let api_task = tokio::spawn(crate::tls::serve_tls(
         api_listener,
         tls,
-        api::app(state),
+        api::app(state).layer(axum::Extension(notifier)),
         async move {
             let _ = stop_api.changed().await;
         },
@@ -253,6 +281,7 @@ pub async fn run(
         let _ = t.await;
     }
     let _ = renew_task.await;
+    let _ = watch_task.await;
     db.close().await;
     Ok(())
 }
