@@ -46,6 +46,21 @@ pub struct ServeArgs {
     /// being this file's contents (trimmed). Without it /metrics is open.
     #[arg(long, value_name = "FILE")]
     pub metrics_token: Option<PathBuf>,
+    /// How often the served-certificate watch connects to every endpoint (agents' verify
+    /// endpoints and those added in the dashboard) to check what it serves: e.g. 30s, 10m, 1h.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_watch_interval)]
+    pub watch_interval: std::time::Duration,
+    /// Extra trusted roots (PEM) for the watch's chain check, e.g. a private CA's root.
+    #[arg(long, value_name = "FILE")]
+    pub watch_roots: Option<PathBuf>,
+}
+
+fn parse_watch_interval(s: &str) -> Result<std::time::Duration, String> {
+    let d = certfleet_fleet::agent::config::parse_duration(s)?;
+    if d < std::time::Duration::from_secs(1) {
+        return Err("use at least 1s".into());
+    }
+    Ok(d)
 }
 
 #[derive(Debug, Args)]
@@ -129,6 +144,20 @@ pub enum FleetCommand {
     Assign { cert: String, host: String },
     /// Take certificate CERT away from host HOST.
     Unassign { cert: String, host: String },
+    /// Dashboard administration: passwd.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Set the dashboard's login password (asked twice on the terminal, or read from
+    /// --password-file); ends every dashboard session. The admin token keeps working too.
+    Passwd {
+        /// Read the new password from the first line of this file instead of asking.
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -56,6 +56,7 @@ macro_rules! host_columns {
 
 mod assignments;
 mod certificates;
+mod dashboard;
 mod error;
 mod hosts;
 mod model;
@@ -76,6 +77,10 @@ pub use model::{
     HostCredential, IssuedCert, Lease, NewEvent, ServerKeys,
 };
 
+pub use dashboard::{
+    CertPage, CertRow, DASH_STATES, HostCounts, HostRow, InstallRow, NEEDS_HUMAN, Overview, SILENT_AFTER_SECONDS,
+    ServedCheck, Session, WatchTarget,
+};
 pub use stats::{FleetStats, STATES, ServedStat};
 
 use error::Context;

@@ -44,10 +44,12 @@ pub fn app(state: AppState) -> Router {
         .route("/agent/assignments", get(agent_assignments))
         .route("/agent/certificates/{name}", get(agent_certificate))
         .route("/agent/csr", post(agent_csr))
-        .route("/agent/report", post(agent_report));
+        .route("/agent/report", post(agent_report))
+        .route("/admin/password", put(super::dashboard::password::set_password));
     Router::new()
         .nest(API_PREFIX, api)
         .route(super::metrics::METRICS_PATH, get(super::metrics::handler))
+        .merge(super::dashboard::routes())
         .fallback(|| async { ApiFailure::not_found("no such route (the API lives under /api/v1/)") })
         .with_state(state)
 }

@@ -9,11 +9,13 @@
 
 pub mod api;
 pub mod auth;
+pub mod dashboard;
 pub mod error;
 pub mod http01;
 pub mod metrics;
 pub mod renewal;
 pub mod state;
+pub mod watch;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -54,6 +56,8 @@ pub struct ServeConfig {
     pub acme: AcmeSettings,
     /// `--metrics-token FILE`: `/metrics` then needs `Authorization: Bearer <its contents>`.
     pub metrics_token_file: Option<PathBuf>,
+    /// The served-certificate watch (`--watch-interval`, `--watch-roots`).
+    pub watch: watch::WatchConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -220,6 +224,8 @@ pub async fn run(
         dir.join("dns-pending"),
     ));
     let renew_task = tokio::spawn(renewals.run(stop_rx.clone()));
+    let watcher = Arc::new(watch::Watch::new(db.clone(), clock.clone(), cfg.watch.clone()));
+    let watch_task = tokio::spawn(watcher.run(stop_rx.clone()));
     let http01_task = http01.map(|listener| {
         let app = http01::responder(db.clone(), clock.clone());
         let mut stop = stop_rx.clone();
@@ -251,6 +257,7 @@ pub async fn run(
         let _ = t.await;
     }
     let _ = renew_task.await;
+    let _ = watch_task.await;
     db.close().await;
     Ok(())
 }
