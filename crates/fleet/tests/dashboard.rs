@@ -90,6 +90,7 @@ async fn issue(db: &FleetDb, name: &str, not_before: i64) {
     db.commit_issued(name, &c).await.unwrap();
 }
 
+#[derive(Debug)]
 struct Resp {
     status: StatusCode,
     headers: axum::http::HeaderMap,

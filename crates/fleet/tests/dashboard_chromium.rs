@@ -29,7 +29,7 @@ const TOKEN: &str = "cfa1_chromium-test-token";
 const DAY: i64 = 86_400;
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-const W3C_ELEMENT: &str = "element-6066-11e4-a52f-4a5c5c4a3f4e";
+const W3C_ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 fn settings(names: &[&str]) -> CertificateSettings {
     CertificateSettings {
@@ -88,7 +88,11 @@ async fn seed(db: &FleetDb, now: i64) {
             db.touch_host(h, t, version).await.unwrap();
         }
     }
-    let certs: [(&str, &[&str], &[&str]); 9] = [
+    let certs: [(&str, &[&str], &[&str]); 13] = [
+        ("www", &["example.com", "www.example.com"], &["web1", "web2"]),
+        ("vpn", &["vpn.example.com"], &[]),
+        ("grafana", &["grafana.example.com"], &["web1"]),
+        ("git", &["git.example.com"], &["web2"]),
         ("shop", &["shop.example.com", "www.shop.example.com"], &["web1", "web2"]),
         ("api", &["api.example.com"], &["web1"]),
         ("blog", &["blog.example.com"], &["web2"]),
@@ -105,6 +109,10 @@ async fn seed(db: &FleetDb, now: i64) {
             .await
             .unwrap();
     }
+    issue(db, "www", now - 12 * DAY, 90, "ARI window from the CA").await;
+    issue(db, "vpn", now - 78 * DAY, 90, "one third of its lifetime left").await;
+    issue(db, "grafana", now - 3 * DAY, 90, "one third of its lifetime left").await;
+    issue(db, "git", now - 44 * DAY, 90, "one third of its lifetime left").await;
     issue(db, "shop", now - 10 * DAY, 90, "one third of its lifetime left").await;
     issue(db, "api", now - 5 * DAY, 90, "ARI window from the CA").await;
     issue(db, "blog", now - 20 * DAY, 90, "one third of its lifetime left").await;
@@ -131,6 +139,12 @@ async fn seed(db: &FleetDb, now: i64) {
         ("web1", "shop", InstallState::Verified, "203.0.113.10:443", None),
         ("web2", "shop", InstallState::Verified, "203.0.113.11:443", None),
         ("web1", "api", InstallState::Verified, "203.0.113.10:8443", None),
+        ("web1", "status", InstallState::Verified, "203.0.113.10:443", None),
+        ("web1", "www", InstallState::Verified, "203.0.113.10:443", None),
+        ("web1", "grafana", InstallState::Installed, "", None),
+        ("web2", "www", InstallState::Verified, "203.0.113.11:443", None),
+        ("web2", "git", InstallState::Verified, "203.0.113.11:443", None),
+        ("web2", "cdn", InstallState::Verified, "203.0.113.11:443", None),
         (
             "web2",
             "blog",
@@ -177,9 +191,31 @@ async fn seed(db: &FleetDb, now: i64) {
         chain_len: 2,
         checked_at: now - 60,
     };
+    let www = db.certificate("www").await.unwrap();
+    let git = db.certificate("git").await.unwrap();
+    let www_na = www.current.as_ref().unwrap().not_after;
+    let git_na = git.current.as_ref().unwrap().not_after;
     let shop_na = shop.current.as_ref().unwrap().not_after;
     let blog_na = blog.current.as_ref().unwrap().not_after;
     db.put_served_checks(&[
+        (
+            www.id,
+            check("www", "203.0.113.10:443", "ok", "serves the newest certificate; chain trusted", www_na),
+        ),
+        (
+            www.id,
+            check("www", "203.0.113.11:443", "ok", "serves the newest certificate; chain trusted", www_na),
+        ),
+        (
+            git.id,
+            check(
+                "git",
+                "203.0.113.11:443",
+                "stale",
+                "serves the previous certificate (serial 03a1…): the service was not reloaded after the renewal",
+                git_na - 60 * DAY,
+            ),
+        ),
         (
             shop.id,
             check("shop", "203.0.113.10:443", "ok", "serves the newest certificate; chain trusted", shop_na),
@@ -262,15 +298,38 @@ impl Driver {
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let mut req = self.http.request(method.clone(), format!("{}{path}", self.base));
+        match self.try_call(method.clone(), path, body).await {
+            Ok(v) => v,
+            Err(e) => panic!("WebDriver {method} {path}: {e}"),
+        }
+    }
+
+    async fn try_call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, String> {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req.send().await.unwrap_or_else(|e| panic!("WebDriver {method} {path}: {e}"));
+        let resp = req.send().await.map_err(|e| e.to_string())?;
         let status = resp.status();
-        let v: Value = resp.json().await.unwrap();
-        assert!(status.is_success(), "WebDriver {method} {path}: {status} {v}");
-        v["value"].clone()
+        let v: Value = resp.json().await.map_err(|e| e.to_string())?;
+        if !status.is_success() {
+            return Err(format!("{status} {v}"));
+        }
+        Ok(v["value"].clone())
+    }
+
+    /// After a click the browser navigates on its own time: wait for the page at `url`.
+    async fn wait_url(&self, url: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = self.url().await;
+            let ready = self.script("return document.readyState").await;
+            if now == url && ready == json!("complete") {
+                return;
+            }
+            assert!(Instant::now() < deadline, "still at {now} ({ready}), expected {url}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     fn at(&self, rest: &str) -> String {
@@ -298,16 +357,42 @@ impl Driver {
                 Some(json!({"using": "css selector", "value": css})),
             )
             .await;
-        v[W3C_ELEMENT].as_str().expect("an element id").to_string()
+        v[W3C_ELEMENT]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element id for {css}: {v}"))
+            .to_string()
     }
 
+    /// The visible text of the first element matching `css` (found again if the page was
+    /// replaced meanwhile).
     async fn text(&self, css: &str) -> String {
-        let e = self.element(css).await;
-        self.call(reqwest::Method::GET, &self.at(&format!("/element/{e}/text")), None)
-            .await
-            .as_str()
-            .unwrap()
-            .to_string()
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let e = self.element(css).await;
+            match self
+                .try_call(reqwest::Method::GET, &self.at(&format!("/element/{e}/text")), None)
+                .await
+            {
+                Ok(v) => return v.as_str().unwrap().to_string(),
+                Err(err) if err.contains("stale element") && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(err) => panic!("text of {css}: {err}"),
+            }
+        }
+    }
+
+    /// Waits until the text of `css` contains `needle` (the page after a form was sent).
+    async fn wait_text(&self, css: &str, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = self.text(css).await;
+            if text.contains(needle) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{css} never showed {needle:?}:\n{text}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     async fn script(&self, js: &str) -> Value {
@@ -405,7 +490,7 @@ async fn chromium_logs_in_and_sees_every_page() {
     let button = d.element("button[type=submit]").await;
     d.call(reqwest::Method::POST, &d.at(&format!("/element/{button}/click")), Some(json!({})))
         .await;
-    assert!(d.text("main").await.contains("neither the admin token"));
+    d.wait_text("main", "neither the admin token").await;
 
     // The admin token: logged in, on the overview.
     let secret = d.element("#secret").await;
@@ -418,7 +503,7 @@ async fn chromium_logs_in_and_sees_every_page() {
     let button = d.element("main button[type=submit]").await;
     d.call(reqwest::Method::POST, &d.at(&format!("/element/{button}/click")), Some(json!({})))
         .await;
-    assert_eq!(d.url().await, format!("{base}/"));
+    d.wait_url(&format!("{base}/")).await;
     // The browser keeps the cookie as HttpOnly: scripts cannot read it.
     assert_eq!(d.script("return document.cookie").await, json!(""));
 
@@ -427,7 +512,7 @@ async fn chromium_logs_in_and_sees_every_page() {
         ("/certificates", &["shop.example.com", "R11", "ARI window", "backoff after 3 failures", "expired"]),
         ("/certificates?state=failing", &["mail.example.com"]),
         ("/certificates/blog", &["rolled-back", "cert.pem instead of fullchain.pem", "History", "Renew now"]),
-        ("/hosts", &["web1", "mail1", "silent", "never"]),
+        ("/hosts", &["web1", "mail1", "silent", "not-enrolled"]),
         ("/hosts/web2", &["blog", "rolled-back", "old files restored"]),
     ];
     for (path, want) in pages {
@@ -451,8 +536,8 @@ async fn chromium_logs_in_and_sees_every_page() {
     let renew = d.element("form[action$='/renew'] button").await;
     d.call(reqwest::Method::POST, &d.at(&format!("/element/{renew}/click")), Some(json!({})))
         .await;
-    assert_eq!(d.url().await, format!("{base}/certificates/api"));
-    assert!(d.text("main").await.contains("renew-requested"));
+    d.wait_url(&format!("{base}/certificates/api")).await;
+    d.wait_text("main", "renew-requested").await;
 
     // A phone: nothing wider than the screen (wide tables scroll inside their box).
     d.call(
@@ -474,7 +559,7 @@ async fn chromium_logs_in_and_sees_every_page() {
     let logout = d.element("header form button").await;
     d.call(reqwest::Method::POST, &d.at(&format!("/element/{logout}/click")), Some(json!({})))
         .await;
-    assert_eq!(d.url().await, format!("{base}/login"));
+    d.wait_url(&format!("{base}/login")).await;
     d.goto(&format!("{base}/hosts")).await;
     assert_eq!(d.url().await, format!("{base}/login"));
 

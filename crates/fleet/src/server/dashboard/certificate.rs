@@ -10,7 +10,7 @@ use maud::html;
 use serde::Deserialize;
 
 use super::{
-    Session, badge, cert_link, csrf_field, days_left, host_link, html_response, layout, relative, secure, when,
+    Session, badge, cert_link, csrf_field, days_left, expiry_note, host_link, html_response, layout, relative, secure, when,
 };
 use crate::agent::config::Endpoint;
 use crate::db::NewEvent;
@@ -43,7 +43,7 @@ pub async fn page(State(s): State<AppState>, sess: Session, Path(name): Path<Str
             dt { "Issuer" } dd { (c.issuer.as_deref().unwrap_or("-")) }
             dt { "Serial" } dd { (c.serial.as_deref().unwrap_or("-")) }
             dt { "Expires" } dd {
-                @if let Some(na) = c.not_after { (when(na)) " (" (days_left(na, now)) " days left)" } @else { "not issued yet" }
+                @if let Some(na) = c.not_after { (when(na)) " (" (expiry_note(na, now)) ")" } @else { "not issued yet" }
             }
             dt { "Next renewal" } dd {
                 @if let Some(n) = c.next_attempt { (when(n)) " (" (relative(n, now)) "): " (c.next_attempt_reason.as_deref().unwrap_or("")) }

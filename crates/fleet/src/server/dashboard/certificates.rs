@@ -7,7 +7,7 @@ use axum::response::Response;
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::{PAGE_SIZE, Session, badge, cert_link, days_left, encode, host_link, html_response, layout, relative, when};
+use super::{PAGE_SIZE, Session, badge, cert_link, days_left, encode, expiry_note, host_link, html_response, layout, relative, when};
 use crate::db::{CertRow, DASH_STATES, InstallRow, ServedCheck};
 use crate::server::state::AppState;
 
@@ -83,7 +83,7 @@ fn row(c: &CertRow, installs: &[InstallRow], served: &[ServedCheck], now: i64) -
             td { (badge(&c.state)) }
             td.hide-sm { (c.issuer.as_deref().unwrap_or("-")) }
             td {
-                @if let Some(na) = c.not_after { (when(na)) br; small { (days_left(na, now)) " days left" } }
+                @if let Some(na) = c.not_after { (when(na)) br; small { (expiry_note(na, now)) } }
                 @else { "not issued" }
             }
             td {

@@ -25,7 +25,7 @@ pub async fn page(State(s): State<AppState>, sess: Session) -> Response {
                 thead { tr { th { "Host" } th { "State" } th { "Last check-in" } th { "Agent" } th { "In sync" } th { "Failures" } } }
                 tbody { @for h in &hosts {
                     @let state = match h.last_seen {
-                        None => "never",
+                        None => "not-enrolled",
                         Some(t) if now - t > SILENT_AFTER_SECONDS => "silent",
                         Some(_) if h.in_sync < h.assigned => "out-of-sync",
                         Some(_) => "in-sync",

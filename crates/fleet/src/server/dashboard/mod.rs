@@ -197,7 +197,7 @@ th{font-size:.8rem;text-transform:uppercase;color:#6b7280;background:#fafafa}td 
 .s-renewing,.s-pending,.s-waiting{background:#e0f2fe;color:#075985}\
 .s-expiring,.s-stale,.s-incomplete-chain,.s-untrusted,.s-out-of-sync,.s-not-configured{background:#fef3c7;color:#92400e}\
 .s-failing,.s-expired,.s-mismatch,.s-unreachable,.s-failed,.s-rolled-back,.s-config-test-failed,.s-silent{background:#fee2e2;color:#991b1b}\
-.s-disabled,.s-never{background:#e5e7eb;color:#374151}.error{color:#991b1b}\
+.s-disabled,.s-not-enrolled{background:#e5e7eb;color:#374151}.error{color:#991b1b}\
 form.inline{display:inline}button,input,select{font:inherit}input,select{padding:.3rem .4rem;border:1px solid #d1d5db;border-radius:4px}\
 button{padding:.3rem .8rem;border-radius:4px;border:1px solid #1f2937;background:#1f2937;color:#fff;cursor:pointer}\
 .filters{display:flex;flex-wrap:wrap;gap:.5rem;margin-bottom:.8rem}.pager{margin:.8rem 0;display:flex;gap:1rem}\
@@ -270,6 +270,18 @@ pub fn relative(t: UnixTime, now: UnixTime) -> String {
 /// Whole days from `now` to `t` (negative: past).
 pub fn days_left(t: UnixTime, now: UnixTime) -> i64 {
     (t - now).div_euclid(86_400)
+}
+
+/// `12 days left` / `expired 3 days ago`.
+pub fn expiry_note(t: UnixTime, now: UnixTime) -> String {
+    let d = days_left(t, now);
+    if t <= now {
+        format!("expired {} days ago", (now - t) / 86_400)
+    } else if d == 1 {
+        "1 day left".into()
+    } else {
+        format!("{d} days left")
+    }
 }
 
 /// `/certificates/NAME` with the name percent-encoded (names are plain, but never trust that).

@@ -6,8 +6,17 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use maud::html;
 
-use super::{Session, badge, cert_link, days_left, html_response, layout, relative, when};
+use super::{Session, badge, cert_link, expiry_note, html_response, layout, relative, when};
 use crate::server::state::AppState;
+
+/// When the renewal loop tries next, or since when it should have.
+fn next_note(n: i64, now: i64) -> String {
+    if n <= now {
+        format!("renewal due since {}", relative(n, now).trim_end_matches(" ago"))
+    } else {
+        format!("next attempt {}", relative(n, now))
+    }
+}
 
 /// Rows of each "needs a human" list.
 const NEEDS_LIMIT: u32 = 25;
@@ -33,13 +42,16 @@ pub async fn page(State(s): State<AppState>, sess: Session) -> Response {
                     tr {
                         td { a href=(cert_link(&c.name)) { (c.name) } br; small { (c.identifiers.join(", ")) } }
                         td { (badge(&c.state)) }
-                        td { @if let Some(na) = c.not_after { (when(na)) br; small { (days_left(na, now)) " days left" } } @else { "-" } }
+                        td { @if let Some(na) = c.not_after { (when(na)) br; small { (expiry_note(na, now)) } } @else { "-" } }
                         td {
                             @if let Some(e) = &c.last_error {
                                 (e) br; small { (c.consecutive_failures) " failure(s) in a row" }
+                            } @else if c.state == "expired" {
+                                "expired without a successful renewal"
+                                @if let (Some(n), Some(r)) = (c.next_attempt, &c.next_attempt_reason) { br; small { (next_note(n, now)) ": " (r) } }
                             } @else if c.state == "expiring" {
                                 "less than a sixth of its lifetime left and not renewed"
-                                @if let (Some(n), Some(r)) = (c.next_attempt, &c.next_attempt_reason) { br; small { "next attempt " (relative(n, now)) ": " (r) } }
+                                @if let (Some(n), Some(r)) = (c.next_attempt, &c.next_attempt_reason) { br; small { (next_note(n, now)) ": " (r) } }
                             } @else { "-" }
                         }
                     }
@@ -71,7 +83,7 @@ pub async fn page(State(s): State<AppState>, sess: Session) -> Response {
             a.card href="/hosts" { b { (o.hosts.in_sync) } (badge("in-sync")) }
             a.card href="/hosts" { b { (o.hosts.out_of_sync) } (badge("out-of-sync")) }
             a.card href="/hosts" { b { (o.hosts.silent) } (badge("silent")) }
-            a.card href="/hosts" { b { (o.hosts.never) } (badge("never")) small { " not enrolled" } }
+            a.card href="/hosts" { b { (o.hosts.never) } (badge("not-enrolled")) }
         }
         h2 { "Served-certificate watch (" (served_total) " endpoints)" }
         @if o.served.is_empty() {
