@@ -32,10 +32,21 @@ async fn main() -> Result<()> {
     let runs: usize = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(21);
     let dir = tempfile::tempdir()?;
     let db = FleetDb::open(&dir.path().display().to_string()).await?;
+    // DASHBOARD_BENCH_DB=FILE: also leave a copy of the filled database there, to look at
+    // query plans with sqlite3.
+    let keep = std::env::var_os("DASHBOARD_BENCH_DB");
     let t = Instant::now();
     fill(&db, n).await?;
     println!("dashboard_bench: {n} certificates, {HOSTS} hosts (SQLite), filled in {:.1} s", t.elapsed().as_secs_f64());
     db.put_admin_token(&hash_secret(TOKEN), "bench", NOW).await?;
+    if let Some(path) = keep {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "VACUUM INTO '{}'",
+            std::path::Path::new(&path).display().to_string().replace('\'', "''")
+        )))
+        .execute(&sqlx::AnyPool::connect(&format!("sqlite://{}", db.target())).await?)
+        .await?;
+    }
 
     let now = time::OffsetDateTime::from_unix_timestamp(NOW)?;
     let ca = InternalCa::generate(now)?;
@@ -140,7 +151,12 @@ async fn login(http: &reqwest::Client, base: &str) -> Result<String> {
     let resp = http
         .post(format!("{base}/login"))
         .header("cookie", format!("__Host-certfleet-login={cookie}"))
-        .form(&[("secret", TOKEN), ("csrf", csrf.as_str())])
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(
+            url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs([("secret", TOKEN), ("csrf", csrf.as_str())])
+                .finish(),
+        )
         .send()
         .await?;
     let session = resp

@@ -37,3 +37,7 @@ CREATE INDEX served_checks_state ON served_checks (state);
 
 -- A host's page lists its history.
 CREATE INDEX events_host ON events (host, id);
+
+-- The dashboard's "in sync" check finds each (certificate, host) report by its key and reads
+-- only these columns.
+CREATE INDEX install_reports_sync ON install_reports (certificate_id, host_id, state, installed_serial);

@@ -178,7 +178,9 @@ pub struct HostRow {
     pub last_seen: Option<UnixTime>,
     pub agent_version: Option<String>,
     pub assigned: i64,
-    pub in_sync: i64,
+    /// Enabled, issued certificates assigned to it that it has not installed at their
+    /// current serial.
+    pub behind: i64,
     pub failures: i64,
 }
 
@@ -236,6 +238,18 @@ const INSTALL_SELECT: &str = "SELECT c.name AS certificate, h.name AS host, r.st
      r.served_serial, r.endpoint, r.error, r.reported_at, c.serial AS current_serial \
      FROM assignments a JOIN certificates c ON c.id = a.certificate_id JOIN hosts h ON h.id = a.host_id \
      LEFT JOIN install_reports r ON r.certificate_id = a.certificate_id AND r.host_id = a.host_id";
+
+/// The assignments whose host has not installed the certificate's current serial (enabled,
+/// issued certificates only). The certificates are walked through the narrow
+/// `certificates_metrics` index (`CROSS JOIN` keeps them the outer loop in SQLite, and
+/// `enabled <> 0` keeps SQLite off the partial `certificates_due` index), so no row with its
+/// PEMs is read; assignments and reports are found by their keys. Installed serials are the
+/// server's own strings (the agent reports the serial it was delivered), so they compare as is.
+const BEHIND_FROM: &str = "FROM certificates c CROSS JOIN assignments a \
+     LEFT JOIN install_reports r ON r.certificate_id = a.certificate_id AND r.host_id = a.host_id \
+     WHERE a.certificate_id = c.id AND c.enabled <> 0 AND c.serial IS NOT NULL \
+     AND (r.state IS NULL OR r.state NOT IN ('verified', 'installed') OR r.installed_serial IS NULL \
+     OR r.installed_serial <> c.serial)";
 
 const SERVED_SELECT: &str = "SELECT c.name AS certificate, s.endpoint, s.source, s.state, s.detail, \
      s.leaf_sha256, s.served_serial, s.served_not_after, s.chain_len, s.checked_at \
@@ -353,12 +367,14 @@ impl FleetDb {
         // Expired first, then failing, then expiring; soonest expiry first within each. The
         // inner query reads only columns of the `certificates_metrics` index (and the rowid),
         // so choosing the rows never reads the PEMs; only the chosen rows are read whole.
+        // `enabled <> 0`, not `= 1`: SQLite would otherwise walk the partial index
+        // `certificates_due` and read every row for the other columns.
         let needs = sqlx::query(concat!(
             "SELECT ",
             dash_row_columns!(),
             dash_state_case!(),
             " AS state FROM certificates WHERE id IN (SELECT id FROM certificates \
-             WHERE enabled = 1 AND (lease_until IS NULL OR lease_until <= $1) AND (consecutive_failures > 0 OR \
+             WHERE enabled <> 0 AND (lease_until IS NULL OR lease_until <= $1) AND (consecutive_failures > 0 OR \
              (not_after IS NOT NULL AND (not_after - $1) * 6 < (not_after - not_before))) \
              ORDER BY CASE WHEN not_after <= $1 THEN 0 WHEN consecutive_failures > 0 THEN 1 ELSE 2 END, \
              not_after, name LIMIT $2) \
@@ -371,28 +387,30 @@ impl FleetDb {
         .ctx(op)?;
         let needs_human = needs.iter().map(cert_row).collect::<Result<_, _>>().ctx(op)?;
 
-        // A host is in sync when every certificate assigned to it is installed at its current
-        // serial; silent when it has not checked in for a day; never: not enrolled yet.
-        let hosts = sqlx::query(
-            "SELECT h.name, h.last_seen, \
-             (SELECT COUNT(*) FROM assignments a JOIN certificates c ON c.id = a.certificate_id \
-              LEFT JOIN install_reports r ON r.certificate_id = a.certificate_id AND r.host_id = a.host_id \
-              WHERE a.host_id = h.id AND c.enabled = 1 AND c.serial IS NOT NULL AND (r.state IS NULL \
-              OR r.state NOT IN ('verified', 'installed') \
-              OR ltrim(lower(COALESCE(r.installed_serial, '')), '0') <> ltrim(lower(c.serial), '0'))) AS behind \
-             FROM hosts h",
-        )
-        .fetch_all(&mut *conn)
-        .await
-        .ctx(op)?;
+        // A host is in sync when every enabled, issued certificate assigned to it is installed
+        // at its current serial; silent when it has not checked in for a day; never: not
+        // enrolled yet. One pass over every assignment (see [`BEHIND_FROM`]).
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT DISTINCT a.host_id {BEHIND_FROM}")))
+            .fetch_all(&mut *conn)
+            .await
+            .ctx(op)?;
+        let behind: std::collections::HashSet<i64> = rows
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, sqlx::Error>>()
+            .ctx(op)?;
+        let hosts = sqlx::query("SELECT id, last_seen FROM hosts")
+            .fetch_all(&mut *conn)
+            .await
+            .ctx(op)?;
         let mut counts = HostCounts::default();
         for r in &hosts {
+            let id: i64 = r.try_get("id").ctx(op)?;
             let last_seen: Option<i64> = r.try_get("last_seen").ctx(op)?;
-            let behind: i64 = r.try_get("behind").ctx(op)?;
             match last_seen {
                 None => counts.never += 1,
                 Some(t) if now - t > SILENT_AFTER_SECONDS => counts.silent += 1,
-                Some(_) if behind > 0 => counts.out_of_sync += 1,
+                Some(_) if behind.contains(&id) => counts.out_of_sync += 1,
                 Some(_) => counts.in_sync += 1,
             }
         }
@@ -576,33 +594,52 @@ impl FleetDb {
         rows.iter().map(served_row).collect::<Result<_, _>>().ctx(op)
     }
 
-    /// Every host with its counts.
+    /// Every host with its counts (three grouped passes, none reading a certificate's PEMs).
     pub async fn host_rows(&self) -> Result<Vec<HostRow>, DbError> {
         let op = || "listing hosts for the dashboard".to_owned();
+        let mut conn = self.pool.acquire().await.ctx(op)?;
+        let per_host = |sql: String| sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut counts: HashMap<i64, (i64, i64, i64)> = HashMap::new();
+        for (i, sql) in [
+            "SELECT host_id, COUNT(*) FROM assignments GROUP BY host_id".to_string(),
+            format!("SELECT a.host_id, COUNT(*) {BEHIND_FROM} GROUP BY a.host_id"),
+            "SELECT host_id, COUNT(*) FROM install_reports \
+             WHERE state IN ('failed', 'rolled-back', 'config-test-failed') GROUP BY host_id"
+                .to_string(),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            for r in per_host(sql).fetch_all(&mut *conn).await.ctx(op)? {
+                let host: i64 = r.try_get(0).ctx(op)?;
+                let n: i64 = r.try_get(1).ctx(op)?;
+                let e = counts.entry(host).or_default();
+                match i {
+                    0 => e.0 = n,
+                    1 => e.1 = n,
+                    _ => e.2 = n,
+                }
+            }
+        }
         let rows = sqlx::query(
-            "SELECT h.name, h.created_at, h.enrolled_at, h.last_seen, h.agent_version, \
-             (SELECT COUNT(*) FROM assignments a WHERE a.host_id = h.id) AS assigned, \
-             (SELECT COUNT(*) FROM install_reports r JOIN certificates c ON c.id = r.certificate_id \
-              WHERE r.host_id = h.id AND r.state IN ('verified', 'installed') AND c.serial IS NOT NULL \
-              AND ltrim(lower(COALESCE(r.installed_serial, '')), '0') = ltrim(lower(c.serial), '0')) AS in_sync, \
-             (SELECT COUNT(*) FROM install_reports r WHERE r.host_id = h.id \
-              AND r.state IN ('failed', 'rolled-back', 'config-test-failed')) AS failures \
-             FROM hosts h ORDER BY h.name",
+            "SELECT id, name, created_at, enrolled_at, last_seen, agent_version FROM hosts ORDER BY name",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *conn)
         .await
         .ctx(op)?;
         rows.iter()
             .map(|r| {
+                let id: i64 = r.try_get("id")?;
+                let (assigned, behind, failures) = counts.get(&id).copied().unwrap_or_default();
                 Ok(HostRow {
                     name: r.try_get("name")?,
                     created_at: r.try_get("created_at")?,
                     enrolled_at: r.try_get("enrolled_at")?,
                     last_seen: r.try_get("last_seen")?,
                     agent_version: r.try_get("agent_version")?,
-                    assigned: r.try_get("assigned")?,
-                    in_sync: r.try_get("in_sync")?,
-                    failures: r.try_get("failures")?,
+                    assigned,
+                    behind,
+                    failures,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()

@@ -1,5 +1,5 @@
 //! `/hosts`: every host, when it last checked in, its agent version, how many of its
-//! certificates it has installed at their current serial, and its failures.
+//! certificates it has not installed at their current serial yet, and its failures.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -22,12 +22,12 @@ pub async fn page(State(s): State<AppState>, sess: Session) -> Response {
             p { "No host yet: " code { "certfleet fleet host add NAME" } " prints the token its agent enrolls with." }
         } @else {
             div.scroll { table {
-                thead { tr { th { "Host" } th { "State" } th { "Last check-in" } th { "Agent" } th { "In sync" } th { "Failures" } } }
+                thead { tr { th { "Host" } th { "State" } th { "Last check-in" } th { "Agent" } th { "Behind" } th { "Failures" } } }
                 tbody { @for h in &hosts {
                     @let state = match h.last_seen {
                         None => "not-enrolled",
                         Some(t) if now - t > SILENT_AFTER_SECONDS => "silent",
-                        Some(_) if h.in_sync < h.assigned => "out-of-sync",
+                        Some(_) if h.behind > 0 => "out-of-sync",
                         Some(_) => "in-sync",
                     };
                     tr {
@@ -35,7 +35,7 @@ pub async fn page(State(s): State<AppState>, sess: Session) -> Response {
                         td { (badge(state)) }
                         td { @if let Some(t) = h.last_seen { (relative(t, now)) } @else { "never (not enrolled yet)" } }
                         td { (h.agent_version.as_deref().unwrap_or("-")) }
-                        td { (h.in_sync) " / " (h.assigned) }
+                        td { (h.behind) " of " (h.assigned) }
                         td { @if h.failures > 0 { span.error { (h.failures) } } @else { "0" } }
                     }
                 } }
