@@ -479,3 +479,134 @@ async fn certificate_list_pages_searches_and_filters() {
     // Unknown certificate: a 404 page.
     assert_eq!(get(s, "/certificates/nope", Some(&session)).await.status, StatusCode::NOT_FOUND);
 }
+
+/// The dashboard's queries give the same answers on SQLite and PostgreSQL: overview counts and
+/// order, list filters and paging, host sync counts, watch endpoints and findings, sessions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_queries_agree_on_sqlite_and_postgres() {
+    use certfleet_fleet::db::{Failure, ServedCheck};
+    use certfleet_fleet::proto::{InstallReport, InstallState};
+    let pg = tokio::task::spawn_blocking(certfleet_testkit::PgDatabase::create)
+        .await
+        .unwrap()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for target in [dir.path().display().to_string(), pg.url().to_string()] {
+        let db = FleetDb::open(&target).await.unwrap();
+        for h in ["h1", "h2"] {
+            db.create_host(h, T0).await.unwrap();
+            db.touch_host(h, T0 - 60, "0.1.0").await.unwrap();
+        }
+        let hosts = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        for (name, nb, on) in [
+            ("a-valid", T0 - DAY, hosts(&["h1"])),
+            ("b-expiring", T0 - 80 * DAY, hosts(&["h1"])),
+            ("c-expired", T0 - 95 * DAY, hosts(&[])),
+            ("d-failing", T0 - 10 * DAY, hosts(&["h2"])),
+            ("e-disabled", T0 - DAY, hosts(&[])),
+        ] {
+            db.create_certificate(name, &settings(name), &on, T0 - 100 * DAY)
+                .await
+                .unwrap();
+            issue(&db, name, nb).await;
+        }
+        let f = Failure {
+            now: T0,
+            error: "rateLimited",
+            next_attempt: T0 + 3600,
+            next_attempt_reason: "backoff",
+            lease_owner: None,
+            actor: "server",
+        };
+        db.record_failure("d-failing", &f).await.unwrap();
+        db.set_enabled("e-disabled", false).await.unwrap();
+        // h1 installed a-valid's current serial; b-expiring an old one; h2 nothing yet.
+        for (cert, serial) in [("a-valid", format!("{:x}", T0 - DAY)), ("b-expiring", "0ld".to_string())] {
+            let r = InstallReport {
+                certificate: cert.into(),
+                state: InstallState::Verified,
+                installed_serial: Some(serial),
+                served_serial: None,
+                endpoint: Some("127.0.0.1:1".into()),
+                error: None,
+                agent_version: "0.1.0".into(),
+            };
+            db.put_install_report("h1", &r, T0).await.unwrap();
+        }
+
+        let o = db.overview(T0, 10).await.unwrap();
+        let count = |s: &str| o.by_state.iter().find(|(k, _)| *k == s).unwrap().1;
+        assert_eq!(
+            (count("valid"), count("expiring"), count("expired"), count("failing"), count("disabled")),
+            (1, 1, 1, 1, 1),
+            "{target}"
+        );
+        let needs: Vec<&str> = o.needs_human.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(needs, ["c-expired", "d-failing", "b-expiring"], "{target}");
+        assert_eq!(o.needs_human[1].last_error.as_deref(), Some("rateLimited"));
+        assert_eq!((o.hosts.in_sync, o.hosts.out_of_sync), (0, 2), "{target}");
+
+        let p = db.certificate_page(T0, None, None, None, 2).await.unwrap();
+        let names: Vec<&str> = p.rows.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["a-valid", "b-expiring"]);
+        assert_eq!(p.next_after.as_deref(), Some("b-expiring"));
+        assert_eq!(p.installs["a-valid"][0].host, "h1");
+        assert!(p.installs["a-valid"][0].in_sync());
+        assert!(!p.installs["b-expiring"][0].in_sync());
+        let p = db
+            .certificate_page(T0, Some("D-FAIL"), Some("failing"), Some("a"), 10)
+            .await
+            .unwrap();
+        assert_eq!(p.rows.len(), 1, "{target}");
+        assert_eq!(p.rows[0].state, "failing");
+        assert!(p.next_after.is_none());
+        let p = db.certificate_page(T0, Some("%"), None, None, 10).await.unwrap();
+        assert!(p.rows.is_empty(), "{target}: % is literal");
+
+        let rows = db.host_rows().await.unwrap();
+        let h1 = rows.iter().find(|h| h.name == "h1").unwrap();
+        assert_eq!((h1.assigned, h1.behind, h1.failures), (2, 1, 0), "{target}");
+        let h2 = rows.iter().find(|h| h.name == "h2").unwrap();
+        assert_eq!((h2.assigned, h2.behind), (1, 1), "{target}");
+
+        assert!(db.add_watch_endpoint("a-valid", "a.example.com:443", None, T0).await.unwrap());
+        assert!(!db.add_watch_endpoint("a-valid", "a.example.com:443", None, T0).await.unwrap());
+        let targets = db.watch_targets().await.unwrap();
+        let mut eps: Vec<(String, String)> = targets.iter().map(|t| (t.certificate.clone(), t.source.clone())).collect();
+        eps.sort();
+        assert_eq!(
+            eps,
+            [
+                ("a-valid".to_string(), "admin".to_string()),
+                ("a-valid".to_string(), "host:h1".to_string()),
+                ("b-expiring".to_string(), "host:h1".to_string()),
+            ],
+            "{target}"
+        );
+        let id = targets[0].certificate_id;
+        let check = ServedCheck {
+            certificate: targets[0].certificate.clone(),
+            endpoint: targets[0].endpoint.clone(),
+            source: targets[0].source.clone(),
+            state: "stale".into(),
+            detail: "serves the previous certificate".into(),
+            leaf_sha256: None,
+            served_serial: Some("0ld".into()),
+            served_not_after: Some(T0 + DAY),
+            chain_len: 2,
+            checked_at: T0,
+        };
+        db.put_served_checks(&[(id, check.clone())]).await.unwrap();
+        assert_eq!(db.all_served_checks().await.unwrap(), vec![check.clone()]);
+        let o = db.overview(T0, 10).await.unwrap();
+        assert_eq!(o.served, vec![("stale".to_string(), 1)]);
+        assert_eq!(o.served_problems, vec![check]);
+        assert!(db.remove_watch_endpoint("a-valid", "a.example.com:443").await.unwrap());
+
+        db.create_session("h", "c", T0, T0 + 10).await.unwrap();
+        assert_eq!(db.session("h", T0 + 9).await.unwrap().unwrap().csrf, "c");
+        assert!(db.session("h", T0 + 10).await.unwrap().is_none());
+        assert!(db.delete_session("h").await.unwrap());
+        db.close().await;
+    }
+}
