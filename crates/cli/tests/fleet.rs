@@ -692,7 +692,13 @@ fn admin_passwd_sets_the_dashboard_password() {
     let base = format!("https://127.0.0.1:{api}");
     let passwd = |stdin: &str, extra: &[&str]| {
         let mut child = Command::new(BIN)
-            .args(["fleet", "--data-dir", &data.display().to_string(), "admin", "passwd"])
+            .args([
+                "fleet",
+                "--data-dir",
+                &data.display().to_string(),
+                "admin",
+                "passwd",
+            ])
             .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -739,7 +745,11 @@ fn admin_passwd_sets_the_dashboard_password() {
     std::fs::write(&pwfile, "tulip anchor violet 42\n").unwrap();
     let out = passwd("", &["--password-file", &pwfile.display().to_string()]);
     assert!(out.status.success(), "{}\n{}", stderr(&out), tail(&server.log()));
-    assert!(stderr(&out).contains("dashboard password set"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("dashboard password set"),
+        "{}",
+        stderr(&out)
+    );
     let (status, session) = login("tulip anchor violet 42");
     assert!(status.contains(" 303"), "{status}");
     assert!(session.is_some());
@@ -754,7 +764,10 @@ fn admin_passwd_sets_the_dashboard_password() {
     let out = passwd("short\nshort\n", &[]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("at least 12"), "{}", stderr(&out));
-    assert!(login("tulip anchor violet 42").1.is_some(), "a refused passwd changed the password");
+    assert!(
+        login("tulip anchor violet 42").1.is_some(),
+        "a refused passwd changed the password"
+    );
     let out = passwd("second passphrase!\nsecond passphrase!\n", &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(login("second passphrase!").1.is_some());

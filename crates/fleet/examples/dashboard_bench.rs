@@ -37,12 +37,18 @@ async fn main() -> Result<()> {
     let keep = std::env::var_os("DASHBOARD_BENCH_DB");
     let t = Instant::now();
     fill(&db, n).await?;
-    println!("dashboard_bench: {n} certificates, {HOSTS} hosts (SQLite), filled in {:.1} s", t.elapsed().as_secs_f64());
+    println!(
+        "dashboard_bench: {n} certificates, {HOSTS} hosts (SQLite), filled in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
     db.put_admin_token(&hash_secret(TOKEN), "bench", NOW).await?;
     if let Some(path) = keep {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "VACUUM INTO '{}'",
-            std::path::Path::new(&path).display().to_string().replace('\'', "''")
+            std::path::Path::new(&path)
+                .display()
+                .to_string()
+                .replace('\'', "''")
         )))
         .execute(&sqlx::AnyPool::connect(&format!("sqlite://{}", db.target())).await?)
         .await?;
@@ -207,7 +213,11 @@ async fn fill(db: &FleetDb, n: usize) -> Result<()> {
         for i in start..end {
             let i64i = i as i64;
             // Issued over the last 60 days (90-day certificates), 1 in 500 expired, 1 in 200 failing.
-            let not_before = if i % 500 == 7 { NOW - 95 * DAY } else { NOW - (i64i * 7_919) % (60 * DAY) };
+            let not_before = if i % 500 == 7 {
+                NOW - 95 * DAY
+            } else {
+                NOW - (i64i * 7_919) % (60 * DAY)
+            };
             let failing = i % 200 == 3;
             q = q
                 .bind(format!("cert-{i:06}"))
@@ -219,13 +229,20 @@ async fn fill(db: &FleetDb, n: usize) -> Result<()> {
                 .bind(not_before + 90 * DAY)
                 .bind(not_before + 60 * DAY)
                 .bind(i64::from(failing) * 2)
-                .bind(failing.then_some("the CA refused the order: rateLimited (too many certificates for this domain)"));
+                .bind(failing.then_some(
+                    "the CA refused the order: rateLimited (too many certificates for this domain)",
+                ));
         }
         q.execute(&mut *tx).await?;
     }
     for start in (0..HOSTS).step_by(BATCH) {
         let values: Vec<String> = (start..(start + BATCH).min(HOSTS))
-            .map(|h| format!("('host-{h:04}', {NOW}, {NOW}, {}, '0.1.0')", NOW - (h as i64 % 7) * 3600))
+            .map(|h| {
+                format!(
+                    "('host-{h:04}', {NOW}, {NOW}, {}, '0.1.0')",
+                    NOW - (h as i64 % 7) * 3600
+                )
+            })
             .collect();
         let sql = format!(
             "INSERT INTO hosts (name, created_at, enrolled_at, last_seen, agent_version) VALUES {}",

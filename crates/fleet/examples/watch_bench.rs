@@ -33,7 +33,8 @@ async fn main() -> Result<()> {
     let n: usize = args.first().map(|s| s.parse()).transpose()?.unwrap_or(1_000);
     let rounds: usize = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(5);
     let root = CertifiedIssuer::self_signed(ca_params("watch bench root"), KeyPair::generate()?)?;
-    let inter = CertifiedIssuer::signed_by(ca_params("watch bench intermediate"), KeyPair::generate()?, &root)?;
+    let inter =
+        CertifiedIssuer::signed_by(ca_params("watch bench intermediate"), KeyPair::generate()?, &root)?;
     let dir = tempfile::tempdir()?;
     let db = FleetDb::open(&dir.path().display().to_string()).await?;
     let now = time::OffsetDateTime::now_utc();
@@ -103,8 +104,13 @@ async fn main() -> Result<()> {
             actor: "bench",
         };
         db.commit_issued(&name, &c).await?;
-        db.add_watch_endpoint(&name, &format!("127.0.0.1:{port}"), Some(&dns), now.unix_timestamp())
-            .await?;
+        db.add_watch_endpoint(
+            &name,
+            &format!("127.0.0.1:{port}"),
+            Some(&dns),
+            now.unix_timestamp(),
+        )
+        .await?;
     }
     println!(
         "watch_bench: {n} endpoints on loopback (every 10th without its intermediate), set up in {:.1} s",
@@ -114,7 +120,10 @@ async fn main() -> Result<()> {
         extra_roots: vec![root.der().to_vec()],
         ..WatchConfig::default()
     };
-    println!("concurrency {}, timeout {:?} per endpoint\n", cfg.concurrency, cfg.timeout);
+    println!(
+        "concurrency {}, timeout {:?} per endpoint\n",
+        cfg.concurrency, cfg.timeout
+    );
     let w = Watch::new(db.clone(), Arc::new(SystemClock), cfg);
     let mut times = Vec::new();
     for r in 0..rounds {
@@ -133,7 +142,11 @@ async fn main() -> Result<()> {
             counts.join(", ")
         );
         let ok = round.by_state.iter().find(|(s, _)| *s == "ok").map(|x| x.1);
-        let trap = round.by_state.iter().find(|(s, _)| *s == "incomplete-chain").map(|x| x.1);
+        let trap = round
+            .by_state
+            .iter()
+            .find(|(s, _)| *s == "incomplete-chain")
+            .map(|x| x.1);
         if round.checked != n || ok != Some(n - n.div_ceil(10)) || trap != Some(n.div_ceil(10)) {
             return Err(format!("unexpected findings: {counts:?}").into());
         }

@@ -150,7 +150,13 @@ async fn get(s: &AppState, path: &str, session: Option<&str>) -> Resp {
     send(s, req.body(Body::empty()).unwrap()).await
 }
 
-async fn post(s: &AppState, path: &str, cookies: &str, form: &[(&str, &str)], from: Option<SocketAddr>) -> Resp {
+async fn post(
+    s: &AppState,
+    path: &str,
+    cookies: &str,
+    form: &[(&str, &str)],
+    from: Option<SocketAddr>,
+) -> Resp {
     let body: String = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(form)
         .finish();
@@ -213,7 +219,10 @@ async fn login_sets_a_strict_host_cookie_and_pages_need_it() {
         .find(|c| c.starts_with("__Host-certfleet-login="))
         .unwrap();
     for attr in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/"] {
-        assert!(login_cookie.split("; ").any(|a| a == attr), "{attr} in {login_cookie}");
+        assert!(
+            login_cookie.split("; ").any(|a| a == attr),
+            "{attr} in {login_cookie}"
+        );
     }
     assert!(
         form.headers[header::CONTENT_SECURITY_POLICY]
@@ -225,7 +234,12 @@ async fn login_sets_a_strict_host_cookie_and_pages_need_it() {
     // Wrong secret: 401, the form again with a message, no session.
     let r = login(s, "cfa1_wrong", None).await.unwrap_err();
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    assert!(r.body.contains("neither the admin token nor the dashboard password"), "{}", r.body);
+    assert!(
+        r.body
+            .contains("neither the admin token nor the dashboard password"),
+        "{}",
+        r.body
+    );
     // A login POST without the form's token (another site's form): 403, no session.
     let r = post(s, "/login", "", &[("secret", TOKEN)], None).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
@@ -353,14 +367,13 @@ async fn every_form_needs_the_sessions_csrf_token() {
     .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.body.contains("HOST:PORT"), "{}", r.body);
-    let kinds: Vec<(String, String)> = s
-        .db
-        .events(Some("web"), 10)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| (e.kind, e.actor))
-        .collect();
+    let kinds: Vec<(String, String)> =
+        s.db.events(Some("web"), 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.kind, e.actor))
+            .collect();
     for k in ["watch-added", "renew-requested", "enabled", "disabled"] {
         assert!(
             kinds.contains(&(k.to_string(), "admin (dashboard)".to_string())),
@@ -407,7 +420,10 @@ async fn password_login_and_brute_force_lockout() {
     // No password yet: only the token logs in.
     assert!(login(s, "a long enough password", None).await.is_err());
     let before = login(s, TOKEN, None).await.unwrap();
-    assert_eq!(send(s, set("a long enough password", TOKEN)).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        send(s, set("a long enough password", TOKEN)).await.status,
+        StatusCode::NO_CONTENT
+    );
     let stored = s.db.setting("dashboard-password").await.unwrap().unwrap();
     assert!(stored.starts_with("scrypt$"), "{stored}");
     assert!(!stored.contains("a long enough password"));
@@ -423,7 +439,9 @@ async fn password_login_and_brute_force_lockout() {
         let r = login(s, &format!("guess {i}"), Some(attacker)).await.unwrap_err();
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     }
-    let r = login(s, "a long enough password", Some(attacker)).await.unwrap_err();
+    let r = login(s, "a long enough password", Some(attacker))
+        .await
+        .unwrap_err();
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(r.body.contains("Too many failed logins"), "{}", r.body);
     // Another address is not affected.
@@ -447,14 +465,20 @@ async fn certificate_list_pages_searches_and_filters() {
     let session = login(s, TOKEN, None).await.unwrap();
     let rows = |body: &str| {
         let re = regex::Regex::new(r#"<td><a href="/certificates/(c\d+)""#).unwrap();
-        re.captures_iter(body).map(|c| c[1].to_string()).collect::<Vec<_>>()
+        re.captures_iter(body)
+            .map(|c| c[1].to_string())
+            .collect::<Vec<_>>()
     };
     let p1 = get(s, "/certificates", Some(&session)).await;
     assert_eq!(p1.status, StatusCode::OK);
     let r1 = rows(&p1.body);
     assert_eq!(r1.len(), 50);
     assert_eq!(r1[0], "c000");
-    assert!(p1.body.contains(r#"href="/certificates?after=c049""#), "{}", p1.body);
+    assert!(
+        p1.body.contains(r#"href="/certificates?after=c049""#),
+        "{}",
+        p1.body
+    );
     let p3 = get(s, "/certificates?after=c099", Some(&session)).await;
     let r3 = rows(&p3.body);
     assert_eq!(r3.len(), 20);
@@ -463,7 +487,10 @@ async fn certificate_list_pages_searches_and_filters() {
 
     // Search by name or domain, case-insensitive; LIKE wildcards are literal.
     let r = get(s, "/certificates?q=C11", Some(&session)).await;
-    assert_eq!(rows(&r.body), (110..120).map(|i| format!("c{i:03}")).collect::<Vec<_>>());
+    assert_eq!(
+        rows(&r.body),
+        (110..120).map(|i| format!("c{i:03}")).collect::<Vec<_>>()
+    );
     let r = get(s, "/certificates?q=c007.example", Some(&session)).await;
     assert_eq!(rows(&r.body), vec!["c007"]);
     let r = get(s, "/certificates?q=c_0", Some(&session)).await;
@@ -471,13 +498,28 @@ async fn certificate_list_pages_searches_and_filters() {
 
     // State filter, and the overview counts and lists the same.
     let r = get(s, "/certificates?state=expiring", Some(&session)).await;
-    assert_eq!(rows(&r.body), (0..10).map(|i| format!("c{i:03}")).collect::<Vec<_>>());
+    assert_eq!(
+        rows(&r.body),
+        (0..10).map(|i| format!("c{i:03}")).collect::<Vec<_>>()
+    );
     let o = get(s, "/", Some(&session)).await;
-    assert!(o.body.contains(r#"href="/certificates?state=expiring"><b>10</b>"#), "{}", o.body);
-    assert!(o.body.contains(r#"href="/certificates?state=valid"><b>110</b>"#), "{}", o.body);
+    assert!(
+        o.body
+            .contains(r#"href="/certificates?state=expiring"><b>10</b>"#),
+        "{}",
+        o.body
+    );
+    assert!(
+        o.body.contains(r#"href="/certificates?state=valid"><b>110</b>"#),
+        "{}",
+        o.body
+    );
     assert!(o.body.contains("less than a sixth of its lifetime left"));
     // Unknown certificate: a 404 page.
-    assert_eq!(get(s, "/certificates/nope", Some(&session)).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        get(s, "/certificates/nope", Some(&session)).await.status,
+        StatusCode::NOT_FOUND
+    );
 }
 
 /// The dashboard's queries give the same answers on SQLite and PostgreSQL: overview counts and
@@ -521,7 +563,10 @@ async fn dashboard_queries_agree_on_sqlite_and_postgres() {
         db.record_failure("d-failing", &f).await.unwrap();
         db.set_enabled("e-disabled", false).await.unwrap();
         // h1 installed a-valid's current serial; b-expiring an old one; h2 nothing yet.
-        for (cert, serial) in [("a-valid", format!("{:x}", T0 - DAY)), ("b-expiring", "0ld".to_string())] {
+        for (cert, serial) in [
+            ("a-valid", format!("{:x}", T0 - DAY)),
+            ("b-expiring", "0ld".to_string()),
+        ] {
             let r = InstallReport {
                 certificate: cert.into(),
                 state: InstallState::Verified,
@@ -537,7 +582,13 @@ async fn dashboard_queries_agree_on_sqlite_and_postgres() {
         let o = db.overview(T0, 10).await.unwrap();
         let count = |s: &str| o.by_state.iter().find(|(k, _)| *k == s).unwrap().1;
         assert_eq!(
-            (count("valid"), count("expiring"), count("expired"), count("failing"), count("disabled")),
+            (
+                count("valid"),
+                count("expiring"),
+                count("expired"),
+                count("failing"),
+                count("disabled")
+            ),
             (1, 1, 1, 1, 1),
             "{target}"
         );
@@ -569,10 +620,21 @@ async fn dashboard_queries_agree_on_sqlite_and_postgres() {
         let h2 = rows.iter().find(|h| h.name == "h2").unwrap();
         assert_eq!((h2.assigned, h2.behind), (1, 1), "{target}");
 
-        assert!(db.add_watch_endpoint("a-valid", "a.example.com:443", None, T0).await.unwrap());
-        assert!(!db.add_watch_endpoint("a-valid", "a.example.com:443", None, T0).await.unwrap());
+        assert!(
+            db.add_watch_endpoint("a-valid", "a.example.com:443", None, T0)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !db.add_watch_endpoint("a-valid", "a.example.com:443", None, T0)
+                .await
+                .unwrap()
+        );
         let targets = db.watch_targets().await.unwrap();
-        let mut eps: Vec<(String, String)> = targets.iter().map(|t| (t.certificate.clone(), t.source.clone())).collect();
+        let mut eps: Vec<(String, String)> = targets
+            .iter()
+            .map(|t| (t.certificate.clone(), t.source.clone()))
+            .collect();
         eps.sort();
         assert_eq!(
             eps,
@@ -601,7 +663,11 @@ async fn dashboard_queries_agree_on_sqlite_and_postgres() {
         let o = db.overview(T0, 10).await.unwrap();
         assert_eq!(o.served, vec![("stale".to_string(), 1)]);
         assert_eq!(o.served_problems, vec![check]);
-        assert!(db.remove_watch_endpoint("a-valid", "a.example.com:443").await.unwrap());
+        assert!(
+            db.remove_watch_endpoint("a-valid", "a.example.com:443")
+                .await
+                .unwrap()
+        );
 
         db.create_session("h", "c", T0, T0 + 10).await.unwrap();
         assert_eq!(db.session("h", T0 + 9).await.unwrap().unwrap().csrf, "c");

@@ -69,7 +69,9 @@ async fn issue(db: &FleetDb, name: &str, not_before: i64, days: i64, reason: &st
 
 /// A small fleet with something in every state.
 async fn seed(db: &FleetDb, now: i64) {
-    db.put_admin_token(&hash_secret(TOKEN), "test", now).await.unwrap();
+    db.put_admin_token(&hash_secret(TOKEN), "test", now)
+        .await
+        .unwrap();
     for (h, seen, version) in [
         ("web1", Some(now - 120), "0.1.0"),
         ("web2", Some(now - 300), "0.1.0"),
@@ -93,7 +95,11 @@ async fn seed(db: &FleetDb, now: i64) {
         ("vpn", &["vpn.example.com"], &[]),
         ("grafana", &["grafana.example.com"], &["web1"]),
         ("git", &["git.example.com"], &["web2"]),
-        ("shop", &["shop.example.com", "www.shop.example.com"], &["web1", "web2"]),
+        (
+            "shop",
+            &["shop.example.com", "www.shop.example.com"],
+            &["web1", "web2"],
+        ),
         ("api", &["api.example.com"], &["web1"]),
         ("blog", &["blog.example.com"], &["web2"]),
         ("mail", &["mail.example.com"], &["mail1"]),
@@ -117,7 +123,14 @@ async fn seed(db: &FleetDb, now: i64) {
     issue(db, "api", now - 5 * DAY, 90, "ARI window from the CA").await;
     issue(db, "blog", now - 20 * DAY, 90, "one third of its lifetime left").await;
     issue(db, "mail", now - 80 * DAY, 90, "one third of its lifetime left").await;
-    issue(db, "intranet", now - 95 * DAY, 90, "one third of its lifetime left").await;
+    issue(
+        db,
+        "intranet",
+        now - 95 * DAY,
+        90,
+        "one third of its lifetime left",
+    )
+    .await;
     issue(db, "status", now - 30 * DAY, 90, "one third of its lifetime left").await;
     issue(db, "legacy", now - 40 * DAY, 90, "one third of its lifetime left").await;
     issue(db, "cdn", now - 2 * DAY, 90, "ARI window from the CA").await;
@@ -304,7 +317,12 @@ impl Driver {
         }
     }
 
-    async fn try_call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, String> {
+    async fn try_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, String> {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if let Some(b) = body {
             req = req.json(&b);
@@ -327,7 +345,10 @@ impl Driver {
             if now == url && ready == json!("complete") {
                 return;
             }
-            assert!(Instant::now() < deadline, "still at {now} ({ready}), expected {url}");
+            assert!(
+                Instant::now() < deadline,
+                "still at {now} ({ready}), expected {url}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -337,8 +358,12 @@ impl Driver {
     }
 
     async fn goto(&self, url: &str) {
-        self.call(reqwest::Method::POST, &self.at("/url"), Some(json!({ "url": url })))
-            .await;
+        self.call(
+            reqwest::Method::POST,
+            &self.at("/url"),
+            Some(json!({ "url": url })),
+        )
+        .await;
     }
 
     async fn url(&self) -> String {
@@ -370,7 +395,11 @@ impl Driver {
         loop {
             let e = self.element(css).await;
             match self
-                .try_call(reqwest::Method::GET, &self.at(&format!("/element/{e}/text")), None)
+                .try_call(
+                    reqwest::Method::GET,
+                    &self.at(&format!("/element/{e}/text")),
+                    None,
+                )
                 .await
             {
                 Ok(v) => return v.as_str().unwrap().to_string(),
@@ -390,7 +419,10 @@ impl Driver {
             if text.contains(needle) {
                 return;
             }
-            assert!(Instant::now() < deadline, "{css} never showed {needle:?}:\n{text}");
+            assert!(
+                Instant::now() < deadline,
+                "{css} never showed {needle:?}:\n{text}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -406,7 +438,9 @@ impl Driver {
 
     /// A PNG screenshot of the viewport, checked: PNG signature, IHDR size as the window's.
     async fn screenshot(&self) -> Vec<u8> {
-        let b64 = self.call(reqwest::Method::GET, &self.at("/screenshot"), None).await;
+        let b64 = self
+            .call(reqwest::Method::GET, &self.at("/screenshot"), None)
+            .await;
         let png = base64::engine::general_purpose::STANDARD
             .decode(b64.as_str().unwrap())
             .unwrap();
@@ -445,7 +479,8 @@ async fn chromium_logs_in_and_sees_every_page() {
     let db = FleetDb::open(&dir.path().display().to_string()).await.unwrap();
     seed(&db, now).await;
     let ca = InternalCa::generate(now_dt).unwrap();
-    let (identity, _) = ServerIdentity::load_or_create(dir.path(), &["127.0.0.1".to_string()], now_dt).unwrap();
+    let (identity, _) =
+        ServerIdentity::load_or_create(dir.path(), &["127.0.0.1".to_string()], now_dt).unwrap();
     let tls = certfleet_fleet::tls::server_config(&identity, &ca).unwrap();
     let state = AppState {
         db,
@@ -463,9 +498,14 @@ async fn chromium_logs_in_and_sees_every_page() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(certfleet_fleet::tls::serve_tls(listener, tls, api::app(state), async {
-        let _ = stop_rx.await;
-    }));
+    let server = tokio::spawn(certfleet_fleet::tls::serve_tls(
+        listener,
+        tls,
+        api::app(state),
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
     let base = format!("https://{addr}");
 
     let profile = tempfile::tempdir().unwrap();
@@ -488,8 +528,12 @@ async fn chromium_logs_in_and_sees_every_page() {
     )
     .await;
     let button = d.element("button[type=submit]").await;
-    d.call(reqwest::Method::POST, &d.at(&format!("/element/{button}/click")), Some(json!({})))
-        .await;
+    d.call(
+        reqwest::Method::POST,
+        &d.at(&format!("/element/{button}/click")),
+        Some(json!({})),
+    )
+    .await;
     d.wait_text("main", "neither the admin token").await;
 
     // The admin token: logged in, on the overview.
@@ -501,23 +545,57 @@ async fn chromium_logs_in_and_sees_every_page() {
     )
     .await;
     let button = d.element("main button[type=submit]").await;
-    d.call(reqwest::Method::POST, &d.at(&format!("/element/{button}/click")), Some(json!({})))
-        .await;
+    d.call(
+        reqwest::Method::POST,
+        &d.at(&format!("/element/{button}/click")),
+        Some(json!({})),
+    )
+    .await;
     d.wait_url(&format!("{base}/")).await;
     // The browser keeps the cookie as HttpOnly: scripts cannot read it.
     assert_eq!(d.script("return document.cookie").await, json!(""));
 
     let pages: [(&str, &[&str]); 6] = [
-        ("/", &["Needs a human", "mail", "connection refused", "incomplete-chain", "Hosts"]),
-        ("/certificates", &["shop.example.com", "R11", "ARI window", "backoff after 3 failures", "expired"]),
+        (
+            "/",
+            &[
+                "Needs a human",
+                "mail",
+                "connection refused",
+                "incomplete-chain",
+                "Hosts",
+            ],
+        ),
+        (
+            "/certificates",
+            &[
+                "shop.example.com",
+                "R11",
+                "ARI window",
+                "backoff after 3 failures",
+                "expired",
+            ],
+        ),
         ("/certificates?state=failing", &["mail.example.com"]),
-        ("/certificates/blog", &["rolled-back", "cert.pem instead of fullchain.pem", "History", "Renew now"]),
+        (
+            "/certificates/blog",
+            &[
+                "rolled-back",
+                "cert.pem instead of fullchain.pem",
+                "History",
+                "Renew now",
+            ],
+        ),
         ("/hosts", &["web1", "mail1", "silent", "not-enrolled"]),
         ("/hosts/web2", &["blog", "rolled-back", "old files restored"]),
     ];
     for (path, want) in pages {
         d.goto(&format!("{base}{path}")).await;
-        assert_eq!(d.url().await, format!("{base}{path}"), "redirected away from {path}");
+        assert_eq!(
+            d.url().await,
+            format!("{base}{path}"),
+            "redirected away from {path}"
+        );
         let png = d.screenshot().await;
         let text = d.text("body").await;
         for w in want {
@@ -534,8 +612,12 @@ async fn chromium_logs_in_and_sees_every_page() {
     // A form from the page: "Renew now" on the certificate page, through the browser.
     d.goto(&format!("{base}/certificates/api")).await;
     let renew = d.element("form[action$='/renew'] button").await;
-    d.call(reqwest::Method::POST, &d.at(&format!("/element/{renew}/click")), Some(json!({})))
-        .await;
+    d.call(
+        reqwest::Method::POST,
+        &d.at(&format!("/element/{renew}/click")),
+        Some(json!({})),
+    )
+    .await;
     d.wait_url(&format!("{base}/certificates/api")).await;
     d.wait_text("main", "renew-requested").await;
 
@@ -557,8 +639,12 @@ async fn chromium_logs_in_and_sees_every_page() {
 
     // Log out through the header's button: back to the login page, the session ended.
     let logout = d.element("header form button").await;
-    d.call(reqwest::Method::POST, &d.at(&format!("/element/{logout}/click")), Some(json!({})))
-        .await;
+    d.call(
+        reqwest::Method::POST,
+        &d.at(&format!("/element/{logout}/click")),
+        Some(json!({})),
+    )
+    .await;
     d.wait_url(&format!("{base}/login")).await;
     d.goto(&format!("{base}/hosts")).await;
     assert_eq!(d.url().await, format!("{base}/login"));

@@ -169,14 +169,27 @@ async fn watch_flags_cert_pem_without_chain_then_accepts_fullchain() {
             .to_vec(),
     )
     .unwrap();
-    assert!(text.contains("certfleet_served_endpoints{state=\"ok\"} 1"), "{text}");
-    assert!(text.contains("certfleet_served_endpoints{state=\"incomplete-chain\"} 0"), "{text}");
+    assert!(
+        text.contains("certfleet_served_endpoints{state=\"ok\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("certfleet_served_endpoints{state=\"incomplete-chain\"} 0"),
+        "{text}"
+    );
     let line = text
         .lines()
-        .find(|l| l.starts_with(&format!("certfleet_served_expiry_seconds{{certificate=\"web\",endpoint=\"127.0.0.1:{port}\"}}")))
+        .find(|l| {
+            l.starts_with(&format!(
+                "certfleet_served_expiry_seconds{{certificate=\"web\",endpoint=\"127.0.0.1:{port}\"}}"
+            ))
+        })
         .unwrap_or_else(|| panic!("no served expiry series:\n{text}"));
     let secs: i64 = line.rsplit(' ').next().unwrap().parse().unwrap();
-    assert!((secs - (d2.not_after - now.unix_timestamp())).abs() < 60, "{line}");
+    assert!(
+        (secs - (d2.not_after - now.unix_timestamp())).abs() < 60,
+        "{line}"
+    );
 }
 
 #[tokio::test]

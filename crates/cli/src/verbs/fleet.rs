@@ -8,7 +8,9 @@ use certfleet_fleet::proto::{CertificateView, ChallengeSettings, Custody, NewCer
 use time::OffsetDateTime;
 
 use crate::error::{CliError, ExitCode, Result};
-use crate::fleet_args::{AdminCommand, CertAddArgs, CertCommand, FleetArgs, FleetCommand, FleetConnArgs, HostCommand};
+use crate::fleet_args::{
+    AdminCommand, CertAddArgs, CertCommand, FleetArgs, FleetCommand, FleetConnArgs, HostCommand,
+};
 
 pub async fn run(a: &FleetArgs) -> Result<ProcessExit> {
     let client = connect(&a.conn)?;
@@ -149,7 +151,10 @@ pub async fn run(a: &FleetArgs) -> Result<ProcessExit> {
                 Some(f) => read_password_file(f)?,
                 None => ask_password()?,
             };
-            client.set_dashboard_password(&password).await.map_err(api_error)?;
+            client
+                .set_dashboard_password(&password)
+                .await
+                .map_err(api_error)?;
             eprintln!("dashboard password set; every dashboard session was logged out");
         }
     }

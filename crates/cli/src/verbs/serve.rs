@@ -22,7 +22,10 @@ pub async fn run(g: &GlobalArgs, a: &ServeArgs) -> Result<ProcessExit> {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| CliError::usage(format!("--watch-roots {}: {e}", path.display())))?;
             let roots = certfleet_core::cert::pem_certificates(&text).map_err(|e| {
-                CliError::usage(format!("--watch-roots {}: not a PEM certificate bundle ({e})", path.display()))
+                CliError::usage(format!(
+                    "--watch-roots {}: not a PEM certificate bundle ({e})",
+                    path.display()
+                ))
             })?;
             if roots.is_empty() {
                 return Err(CliError::usage(format!(
@@ -68,7 +71,10 @@ pub async fn run(g: &GlobalArgs, a: &ServeArgs) -> Result<ProcessExit> {
             Some(addr) => println!("  http-01 responder on http://{addr}/.well-known/acme-challenge/"),
             None => println!("  no http-01 responder (dns-01 only; add --http-01-listen ADDR for http-01)"),
         }
-        println!("  dashboard: {}/ (log in with the admin token or `certfleet fleet admin passwd`)", s.api_url);
+        println!(
+            "  dashboard: {}/ (log in with the admin token or `certfleet fleet admin passwd`)",
+            s.api_url
+        );
         if let Some(f) = &s.admin_token_file {
             println!(
                 "  admin token written to {} (0600); use it with `certfleet fleet --data-dir ...`",

@@ -39,7 +39,12 @@ impl Trust {
     /// Whether `chain` (leaf first, as served) leads to a trusted root for `name` at `now`:
     /// `Ok(false)` when no trusted root issued it (a staging or private CA, or intermediates
     /// missing), `Err` when clients reject it for another reason (expired, wrong name, ...).
-    pub fn verify(&self, chain: &[CertificateDer<'_>], name: &str, now: time::OffsetDateTime) -> Result<bool, String> {
+    pub fn verify(
+        &self,
+        chain: &[CertificateDer<'_>],
+        name: &str,
+        now: time::OffsetDateTime,
+    ) -> Result<bool, String> {
         let Some((leaf, rest)) = chain.split_first() else {
             return Err("no certificate was sent".into());
         };

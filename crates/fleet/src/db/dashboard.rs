@@ -293,26 +293,30 @@ impl FleetDb {
             .execute(&self.pool)
             .await
             .ctx(op)?;
-        sqlx::query("INSERT INTO dashboard_sessions (id_hash, csrf, created_at, expires_at) VALUES ($1, $2, $3, $4)")
-            .bind(id_hash)
-            .bind(csrf)
-            .bind(now)
-            .bind(expires_at)
-            .execute(&self.pool)
-            .await
-            .ctx(op)?;
+        sqlx::query(
+            "INSERT INTO dashboard_sessions (id_hash, csrf, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id_hash)
+        .bind(csrf)
+        .bind(now)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await
+        .ctx(op)?;
         Ok(())
     }
 
     /// The unexpired session with this hashed cookie value.
     pub async fn session(&self, id_hash: &str, now: UnixTime) -> Result<Option<Session>, DbError> {
         let op = || "reading a dashboard session".to_owned();
-        let row = sqlx::query("SELECT csrf, expires_at FROM dashboard_sessions WHERE id_hash = $1 AND expires_at > $2")
-            .bind(id_hash)
-            .bind(now)
-            .fetch_optional(&self.pool)
-            .await
-            .ctx(op)?;
+        let row = sqlx::query(
+            "SELECT csrf, expires_at FROM dashboard_sessions WHERE id_hash = $1 AND expires_at > $2",
+        )
+        .bind(id_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .ctx(op)?;
         let Some(r) = row else { return Ok(None) };
         Ok(Some(Session {
             csrf: r.try_get("csrf").ctx(op)?,
@@ -390,10 +394,12 @@ impl FleetDb {
         // A host is in sync when every enabled, issued certificate assigned to it is installed
         // at its current serial; silent when it has not checked in for a day; never: not
         // enrolled yet. One pass over every assignment (see [`BEHIND_FROM`]).
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT DISTINCT a.host_id {BEHIND_FROM}")))
-            .fetch_all(&mut *conn)
-            .await
-            .ctx(op)?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT DISTINCT a.host_id {BEHIND_FROM}"
+        )))
+        .fetch_all(&mut *conn)
+        .await
+        .ctx(op)?;
         let behind: std::collections::HashSet<i64> = rows
             .iter()
             .map(|r| r.try_get(0))
@@ -415,10 +421,11 @@ impl FleetDb {
             }
         }
 
-        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM served_checks GROUP BY state ORDER BY state")
-            .fetch_all(&mut *conn)
-            .await
-            .ctx(op)?;
+        let rows =
+            sqlx::query("SELECT state, COUNT(*) AS n FROM served_checks GROUP BY state ORDER BY state")
+                .fetch_all(&mut *conn)
+                .await
+                .ctx(op)?;
         let served = rows
             .iter()
             .map(|r| Ok((r.try_get("state")?, r.try_get("n")?)))
@@ -566,7 +573,11 @@ impl FleetDb {
 
     /// The install reports of one certificate (`host: None`) or of one host (`cert: None`),
     /// for every assignment.
-    pub async fn install_rows(&self, cert: Option<&str>, host: Option<&str>) -> Result<Vec<InstallRow>, DbError> {
+    pub async fn install_rows(
+        &self,
+        cert: Option<&str>,
+        host: Option<&str>,
+    ) -> Result<Vec<InstallRow>, DbError> {
         let op = || "reading install reports".to_owned();
         let (sql, key) = match (cert, host) {
             (Some(c), _) => (format!("{INSTALL_SELECT} WHERE c.name = $1 ORDER BY h.name"), c),
@@ -587,10 +598,10 @@ impl FleetDb {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "{SERVED_SELECT} WHERE c.name = $1 ORDER BY s.endpoint"
         )))
-            .bind(cert)
-            .fetch_all(&self.pool)
-            .await
-            .ctx(op)?;
+        .bind(cert)
+        .fetch_all(&self.pool)
+        .await
+        .ctx(op)?;
         rows.iter().map(served_row).collect::<Result<_, _>>().ctx(op)
     }
 
@@ -711,12 +722,14 @@ impl FleetDb {
             .execute(&mut *conn)
             .await
             .ctx(op)?;
-        sqlx::query("DELETE FROM served_checks WHERE certificate_id = $1 AND endpoint = $2 AND source = 'admin'")
-            .bind(id)
-            .bind(endpoint)
-            .execute(&mut *conn)
-            .await
-            .ctx(op)?;
+        sqlx::query(
+            "DELETE FROM served_checks WHERE certificate_id = $1 AND endpoint = $2 AND source = 'admin'",
+        )
+        .bind(id)
+        .bind(endpoint)
+        .execute(&mut *conn)
+        .await
+        .ctx(op)?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -800,10 +813,12 @@ impl FleetDb {
     /// Every finding of the watch, by certificate and endpoint (for `/metrics`).
     pub async fn all_served_checks(&self) -> Result<Vec<ServedCheck>, DbError> {
         let op = || "reading the served-certificate checks".to_owned();
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{SERVED_SELECT} ORDER BY c.name, s.endpoint")))
-            .fetch_all(&self.pool)
-            .await
-            .ctx(op)?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{SERVED_SELECT} ORDER BY c.name, s.endpoint"
+        )))
+        .fetch_all(&self.pool)
+        .await
+        .ctx(op)?;
         rows.iter().map(served_row).collect::<Result<_, _>>().ctx(op)
     }
 }

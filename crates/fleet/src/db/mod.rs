@@ -78,8 +78,8 @@ pub use model::{
 };
 
 pub use dashboard::{
-    CertPage, CertRow, DASH_STATES, HostCounts, HostRow, InstallRow, NEEDS_HUMAN, Overview, SILENT_AFTER_SECONDS,
-    ServedCheck, Session, WatchTarget,
+    CertPage, CertRow, DASH_STATES, HostCounts, HostRow, InstallRow, NEEDS_HUMAN, Overview,
+    SILENT_AFTER_SECONDS, ServedCheck, Session, WatchTarget,
 };
 pub use stats::{FleetStats, STATES, ServedStat};
 

@@ -90,7 +90,12 @@ pub struct Watch {
 impl Watch {
     pub fn new(db: FleetDb, clock: Arc<dyn Clock>, cfg: WatchConfig) -> Self {
         let trust = Arc::new(Trust::new(&cfg.extra_roots));
-        Self { db, clock, cfg, trust }
+        Self {
+            db,
+            clock,
+            cfg,
+            trust,
+        }
     }
 
     /// Checks every endpoint once and stores the findings.
@@ -141,7 +146,11 @@ impl Watch {
                         .map(|(s, n)| format!("{n} {s}"))
                         .collect();
                     if bad.is_empty() {
-                        tracing::debug!("served-certificate watch: {} endpoint(s) ok in {:?}", r.checked, r.elapsed);
+                        tracing::debug!(
+                            "served-certificate watch: {} endpoint(s) ok in {:?}",
+                            r.checked,
+                            r.elapsed
+                        );
                     } else {
                         tracing::warn!(
                             "served-certificate watch: {} endpoint(s) checked in {:?}: {} (see the dashboard)",
@@ -179,7 +188,12 @@ fn day(t: time::OffsetDateTime) -> String {
 }
 
 /// Connects to one endpoint and judges what it serves at `now`.
-pub async fn check(t: &WatchTarget, trust: &Trust, timeout: Duration, now: time::OffsetDateTime) -> ServedCheck {
+pub async fn check(
+    t: &WatchTarget,
+    trust: &Trust,
+    timeout: Duration,
+    now: time::OffsetDateTime,
+) -> ServedCheck {
     let mut out = ServedCheck {
         certificate: t.certificate.clone(),
         endpoint: t.endpoint.clone(),
@@ -317,7 +331,10 @@ impl ServedGauges {
 }
 
 impl prometheus_client::collector::Collector for ServedGauges {
-    fn encode(&self, mut encoder: prometheus_client::encoding::DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
         use prometheus_client::encoding::EncodeMetric;
         use prometheus_client::metrics::MetricType;
         use prometheus_client::metrics::gauge::ConstGauge;
@@ -329,7 +346,8 @@ impl prometheus_client::collector::Collector for ServedGauges {
         )?;
         for state in SERVED_STATES {
             let n = self.checks.iter().filter(|c| c.state == state).count();
-            ConstGauge::new(i64::try_from(n).unwrap_or(i64::MAX)).encode(e.encode_family(&[("state", state)])?)?;
+            ConstGauge::new(i64::try_from(n).unwrap_or(i64::MAX))
+                .encode(e.encode_family(&[("state", state)])?)?;
         }
         let mut e = encoder.encode_descriptor(
             "served_expiry_seconds",

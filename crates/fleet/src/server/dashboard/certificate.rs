@@ -10,7 +10,8 @@ use maud::html;
 use serde::Deserialize;
 
 use super::{
-    Session, badge, cert_link, csrf_field, days_left, expiry_note, host_link, html_response, layout, relative, secure, when,
+    Session, badge, cert_link, csrf_field, days_left, expiry_note, host_link, html_response, layout,
+    relative, secure, when,
 };
 use crate::agent::config::Endpoint;
 use crate::db::NewEvent;
@@ -160,10 +161,9 @@ pub async fn renew(
     if let Err(r) = sess.check_csrf(&f.csrf) {
         return r;
     }
-    if let Err(e) = s
-        .db
-        .schedule(&name, s.now(), crate::server::renewal::ADMIN_RENEW_REASON)
-        .await
+    if let Err(e) =
+        s.db.schedule(&name, s.now(), crate::server::renewal::ADMIN_RENEW_REASON)
+            .await
     {
         return super::db_failure(e);
     }
@@ -231,7 +231,9 @@ pub async fn add_endpoint(
         return super::error_page(
             StatusCode::BAD_REQUEST,
             "Endpoint not added",
-            &format!("{sni:?} is not a server name: write the DNS name the service answers to, or leave it empty"),
+            &format!(
+                "{sni:?} is not a server name: write the DNS name the service answers to, or leave it empty"
+            ),
         );
     }
     let endpoint = endpoint.to_string();

@@ -7,7 +7,10 @@ use axum::response::Response;
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::{PAGE_SIZE, Session, badge, cert_link, days_left, encode, expiry_note, host_link, html_response, layout, relative, when};
+use super::{
+    PAGE_SIZE, Session, badge, cert_link, days_left, encode, expiry_note, host_link, html_response, layout,
+    relative, when,
+};
 use crate::db::{CertRow, DASH_STATES, InstallRow, ServedCheck};
 use crate::server::state::AppState;
 

@@ -15,7 +15,9 @@ use maud::html;
 use serde::Deserialize;
 
 use super::password::{PASSWORD_SETTING, verify_password};
-use super::{LOGIN_COOKIE, SESSION_COOKIE, SESSION_TTL_SECONDS, Session, cookie, csrf_field, html_response, layout};
+use super::{
+    LOGIN_COOKIE, SESSION_COOKIE, SESSION_TTL_SECONDS, Session, cookie, csrf_field, html_response, layout,
+};
 use crate::server::state::AppState;
 use crate::tls::PeerIdentity;
 use crate::token::{hash_secret, new_secret};
@@ -105,7 +107,9 @@ pub async fn submit(State(s): State<AppState>, parts: Parts, Form(f): Form<Login
             if let Some(ip) = ip {
                 s.limiter.record_failure(ip);
             }
-            let from = ip.map(|i| i.to_string()).unwrap_or_else(|| "an unknown address".into());
+            let from = ip
+                .map(|i| i.to_string())
+                .unwrap_or_else(|| "an unknown address".into());
             tracing::warn!("failed dashboard login from {from}");
             return login_page(
                 StatusCode::UNAUTHORIZED,
@@ -117,10 +121,9 @@ pub async fn submit(State(s): State<AppState>, parts: Parts, Form(f): Form<Login
     let value = new_secret();
     let csrf = new_secret();
     let now = s.now();
-    if let Err(e) = s
-        .db
-        .create_session(&hash_secret(&value), &csrf, now, now + SESSION_TTL_SECONDS)
-        .await
+    if let Err(e) =
+        s.db.create_session(&hash_secret(&value), &csrf, now, now + SESSION_TTL_SECONDS)
+            .await
     {
         return super::db_failure(e);
     }
@@ -147,7 +150,11 @@ async fn check_secret(s: &AppState, secret: &str) -> Result<bool, Response> {
         .await
         .map_err(|e| {
             tracing::error!("dashboard login: password check failed to run: {e}");
-            super::error_page(StatusCode::INTERNAL_SERVER_ERROR, "Server error", "The password check failed.")
+            super::error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Server error",
+                "The password check failed.",
+            )
         })
 }
 

@@ -17,12 +17,12 @@ pub mod login;
 pub mod overview;
 pub mod password;
 
+use axum::Router;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::Router;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use super::state::AppState;
@@ -50,7 +50,10 @@ pub fn routes() -> Router<AppState> {
         .route("/certificates/{name}/enable", post(certificate::enable))
         .route("/certificates/{name}/disable", post(certificate::disable))
         .route("/certificates/{name}/endpoints", post(certificate::add_endpoint))
-        .route("/certificates/{name}/endpoints/remove", post(certificate::remove_endpoint))
+        .route(
+            "/certificates/{name}/endpoints/remove",
+            post(certificate::remove_endpoint),
+        )
         .route("/hosts", get(hosts::page))
         .route("/hosts/{name}", get(host::page))
 }
@@ -146,7 +149,10 @@ pub fn secure(mut resp: Response) -> Response {
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     resp
 }
 
@@ -245,8 +251,10 @@ pub fn when(t: UnixTime) -> String {
     time::OffsetDateTime::from_unix_timestamp(t)
         .ok()
         .and_then(|d| {
-            d.format(time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC"))
-                .ok()
+            d.format(time::macros::format_description!(
+                "[year]-[month]-[day] [hour]:[minute] UTC"
+            ))
+            .ok()
         })
         .unwrap_or_else(|| t.to_string())
 }
@@ -264,7 +272,11 @@ pub fn relative(t: UnixTime, now: UnixTime) -> String {
     } else {
         format!("{a} s")
     };
-    if d >= 0 { format!("in {span}") } else { format!("{span} ago") }
+    if d >= 0 {
+        format!("in {span}")
+    } else {
+        format!("{span} ago")
+    }
 }
 
 /// Whole days from `now` to `t` (negative: past).
