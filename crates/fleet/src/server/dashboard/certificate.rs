@@ -158,8 +158,8 @@ pub async fn renew(
     Path(name): Path<String>,
     Form(f): Form<ActionForm>,
 ) -> Response {
-    if let Err(r) = sess.check_csrf(&f.csrf) {
-        return r;
+    if !sess.csrf_ok(&f.csrf) {
+        return super::csrf_refused();
     }
     if let Err(e) =
         s.db.schedule(&name, s.now(), crate::server::renewal::ADMIN_RENEW_REASON)
@@ -173,8 +173,8 @@ pub async fn renew(
 }
 
 async fn set_enabled(s: AppState, sess: Session, name: String, csrf: &str, enabled: bool) -> Response {
-    if let Err(r) = sess.check_csrf(csrf) {
-        return r;
+    if !sess.csrf_ok(csrf) {
+        return super::csrf_refused();
     }
     if let Err(e) = s.db.set_enabled(&name, enabled).await {
         return super::db_failure(e);
@@ -210,8 +210,8 @@ pub async fn add_endpoint(
     Path(name): Path<String>,
     Form(f): Form<EndpointForm>,
 ) -> Response {
-    if let Err(r) = sess.check_csrf(&f.csrf) {
-        return r;
+    if !sess.csrf_ok(&f.csrf) {
+        return super::csrf_refused();
     }
     let endpoint: Endpoint = match f.endpoint.trim().parse() {
         Ok(e) => e,
@@ -255,8 +255,8 @@ pub async fn remove_endpoint(
     Path(name): Path<String>,
     Form(f): Form<EndpointForm>,
 ) -> Response {
-    if let Err(r) = sess.check_csrf(&f.csrf) {
-        return r;
+    if !sess.csrf_ok(&f.csrf) {
+        return super::csrf_refused();
     }
     match s.db.remove_watch_endpoint(&name, &f.endpoint).await {
         Ok(true) => log(&s, &name, "watch-removed", &f.endpoint).await,

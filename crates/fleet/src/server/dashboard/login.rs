@@ -97,13 +97,13 @@ pub async fn submit(State(s): State<AppState>, parts: Parts, Form(f): Form<Login
     }
     let secret = f.secret.trim();
     let ok = if secret.is_empty() {
-        Ok(false)
+        Some(false)
     } else {
         check_secret(&s, secret).await
     };
     match ok {
-        Ok(true) => {}
-        Ok(false) => {
+        Some(true) => {}
+        Some(false) => {
             if let Some(ip) = ip {
                 s.limiter.record_failure(ip);
             }
@@ -116,7 +116,13 @@ pub async fn submit(State(s): State<AppState>, parts: Parts, Form(f): Form<Login
                 Some("That is neither the admin token nor the dashboard password."),
             );
         }
-        Err(resp) => return resp,
+        None => {
+            return super::error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Server error",
+                "The server could not check the secret; its log says why.",
+            );
+        }
     }
     let value = new_secret();
     let csrf = new_secret();
@@ -133,35 +139,34 @@ pub async fn submit(State(s): State<AppState>, parts: Parts, Form(f): Form<Login
     resp
 }
 
-/// The admin token, or the dashboard password (scrypt, off the async threads).
-async fn check_secret(s: &AppState, secret: &str) -> Result<bool, Response> {
+/// The admin token, or the dashboard password (scrypt, off the async threads). `None`: the
+/// check itself failed (logged).
+async fn check_secret(s: &AppState, secret: &str) -> Option<bool> {
+    let failed = |e: &dyn std::fmt::Display| {
+        tracing::error!("dashboard login: {e}");
+        None
+    };
     match s.db.check_admin_token(&hash_secret(secret)).await {
-        Ok(Some(_)) => return Ok(true),
+        Ok(Some(_)) => return Some(true),
         Ok(None) => {}
-        Err(e) => return Err(super::db_failure(e)),
+        Err(e) => return failed(&e),
     }
     let stored = match s.db.setting(PASSWORD_SETTING).await {
         Ok(Some(h)) => h,
-        Ok(None) => return Ok(false),
-        Err(e) => return Err(super::db_failure(e)),
+        Ok(None) => return Some(false),
+        Err(e) => return failed(&e),
     };
     let secret = secret.to_string();
-    tokio::task::spawn_blocking(move || verify_password(&secret, &stored))
-        .await
-        .map_err(|e| {
-            tracing::error!("dashboard login: password check failed to run: {e}");
-            super::error_page(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Server error",
-                "The password check failed.",
-            )
-        })
+    match tokio::task::spawn_blocking(move || verify_password(&secret, &stored)).await {
+        Ok(ok) => Some(ok),
+        Err(e) => failed(&e),
+    }
 }
 
 /// `POST /logout`: ends the session (CSRF-checked, so another site cannot log you out).
 pub async fn logout(State(s): State<AppState>, sess: Session, Form(f): Form<CsrfForm>) -> Response {
-    if let Err(r) = sess.check_csrf(&f.csrf) {
-        return r;
+    if !sess.csrf_ok(&f.csrf) {
+        return super::csrf_refused();
     }
     if let Err(e) = s.db.delete_session(&sess.id_hash).await {
         return super::db_failure(e);

@@ -108,14 +108,13 @@ fn not_logged_in(parts: &Parts) -> Response {
 }
 
 impl Session {
-    /// Refuses a POST whose form token is not this session's (403 with a page that says so).
-    pub fn check_csrf(&self, sent: &str) -> Result<(), Response> {
-        if !sent.is_empty() && constant_time_eq(sent.as_bytes(), self.csrf.as_bytes()) {
-            Ok(())
-        } else {
+    /// Whether a POST's form token is this session's; when not, answer [`csrf_refused`].
+    pub fn csrf_ok(&self, sent: &str) -> bool {
+        let ok = !sent.is_empty() && constant_time_eq(sent.as_bytes(), self.csrf.as_bytes());
+        if !ok {
             tracing::warn!("dashboard: a POST without this session's CSRF token was refused");
-            Err(csrf_refused())
         }
+        ok
     }
 }
 
