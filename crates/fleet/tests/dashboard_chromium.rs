@@ -3,7 +3,8 @@
 //! the login form, then loads every page: each screenshot must be a real PNG of the window's
 //! size, and each page must show its text. On a phone-sized window no page scrolls sideways.
 //!
-//! Set `CERTFLEET_DASHBOARD_PNG=FILE` to keep the overview's screenshot (docs/dashboard.png).
+//! Set `CERTFLEET_DASHBOARD_PNG=FILE` to keep the overview's screenshot (docs/dashboard.png),
+//! `CERTFLEET_DASHBOARD_SHOTS=DIR` to keep every page's.
 //! Without the browser the test is skipped with a message, except in CI (`CI` set), where
 //! that is a failure.
 
@@ -605,6 +606,13 @@ async fn chromium_logs_in_and_sees_every_page() {
             && let Some(out) = std::env::var_os("CERTFLEET_DASHBOARD_PNG")
         {
             std::fs::write(&out, &png).unwrap();
+        }
+        if let Some(dir) = std::env::var_os("CERTFLEET_DASHBOARD_SHOTS") {
+            let file = format!(
+                "{}.png",
+                path.trim_start_matches('/').replace(['/', '?', '='], "_")
+            );
+            std::fs::write(Path::new(&dir).join(file), &png).unwrap();
         }
         assert!(!text.contains("certificates?state=\""), "{path}");
     }
