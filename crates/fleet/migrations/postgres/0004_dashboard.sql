@@ -1,4 +1,5 @@
--- The web dashboard and the served-certificate watch. Keep in step with ../sqlite/0004_dashboard.sql.
+-- The web dashboard and the served-certificate watch. Keep in step with ../sqlite/0004_dashboard.sql
+-- (which also has certificates_search: PostgreSQL does not need it, see there).
 
 -- Dashboard logins: the cookie's value is only stored hashed (SHA-256), with its CSRF token.
 CREATE TABLE dashboard_sessions (

@@ -1,4 +1,5 @@
--- The web dashboard and the served-certificate watch. Keep in step with ../postgres/0004_dashboard.sql.
+-- The web dashboard and the served-certificate watch. Keep in step with ../postgres/0004_dashboard.sql
+-- (the same tables and indexes, but for certificates_search: see there).
 
 -- Dashboard logins: the cookie's value is only stored hashed (SHA-256), with its CSRF token.
 CREATE TABLE dashboard_sessions (
@@ -41,3 +42,9 @@ CREATE INDEX events_host ON events (host, id);
 -- The dashboard's "in sync" check finds each (certificate, host) report by its key and reads
 -- only these columns.
 CREATE INDEX install_reports_sync ON install_reports (certificate_id, host_id, state, installed_serial);
+
+-- The certificate list's search (`lower(name) LIKE` or `lower(identifiers) LIKE`, in name
+-- order) reads only this index, not the rows with their PEMs. SQLite only: PostgreSQL keeps the
+-- PEMs out of line (TOAST), so its scan is cheap, and a B-tree entry there is limited to about
+-- 2.7 kB, which a certificate with many long names would exceed.
+CREATE INDEX certificates_search ON certificates (name, identifiers);
