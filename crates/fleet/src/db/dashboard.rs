@@ -609,26 +609,34 @@ impl FleetDb {
     pub async fn host_rows(&self) -> Result<Vec<HostRow>, DbError> {
         let op = || "listing hosts for the dashboard".to_owned();
         let mut conn = self.pool.acquire().await.ctx(op)?;
-        let per_host = |sql: String| sqlx::query(sqlx::AssertSqlSafe(sql));
         let mut counts: HashMap<i64, (i64, i64, i64)> = HashMap::new();
+        let rows = sqlx::query("SELECT host_id, COUNT(*) FROM assignments GROUP BY host_id")
+            .fetch_all(&mut *conn)
+            .await
+            .ctx(op)?;
+        for r in rows {
+            counts.entry(r.try_get(0).ctx(op)?).or_default().0 = r.try_get(1).ctx(op)?;
+        }
+        // One row per assignment behind / per failed report, counted here: a GROUP BY would
+        // make SQLite walk the host indexes and look up every row instead of one covering scan.
         for (i, sql) in [
-            "SELECT host_id, COUNT(*) FROM assignments GROUP BY host_id".to_string(),
-            format!("SELECT a.host_id, COUNT(*) {BEHIND_FROM} GROUP BY a.host_id"),
-            "SELECT host_id, COUNT(*) FROM install_reports \
-             WHERE state IN ('failed', 'rolled-back', 'config-test-failed') GROUP BY host_id"
+            format!("SELECT a.host_id {BEHIND_FROM}"),
+            "SELECT host_id FROM install_reports WHERE state IN ('failed', 'rolled-back', 'config-test-failed')"
                 .to_string(),
         ]
         .into_iter()
         .enumerate()
         {
-            for r in per_host(sql).fetch_all(&mut *conn).await.ctx(op)? {
-                let host: i64 = r.try_get(0).ctx(op)?;
-                let n: i64 = r.try_get(1).ctx(op)?;
-                let e = counts.entry(host).or_default();
-                match i {
-                    0 => e.0 = n,
-                    1 => e.1 = n,
-                    _ => e.2 = n,
+            for r in sqlx::query(sqlx::AssertSqlSafe(sql))
+                .fetch_all(&mut *conn)
+                .await
+                .ctx(op)?
+            {
+                let e = counts.entry(r.try_get(0).ctx(op)?).or_default();
+                if i == 0 {
+                    e.1 += 1;
+                } else {
+                    e.2 += 1;
                 }
             }
         }
