@@ -337,18 +337,25 @@ impl Driver {
         Ok(v["value"].clone())
     }
 
-    /// After a click the browser navigates on its own time: wait for the page at `url`.
+    /// After a click the browser navigates on its own time: wait for the page at `url` (calls
+    /// made while the old page unloads may fail; they are retried).
     async fn wait_url(&self, url: &str) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let now = self.url().await;
-            let ready = self.script("return document.readyState").await;
-            if now == url && ready == json!("complete") {
+            let now = self.try_call(reqwest::Method::GET, &self.at("/url"), None).await;
+            let ready = self
+                .try_call(
+                    reqwest::Method::POST,
+                    &self.at("/execute/sync"),
+                    Some(json!({"script": "return document.readyState", "args": []})),
+                )
+                .await;
+            if now.as_ref().ok().and_then(|v| v.as_str()) == Some(url) && ready == Ok(json!("complete")) {
                 return;
             }
             assert!(
                 Instant::now() < deadline,
-                "still at {now} ({ready}), expected {url}"
+                "still at {now:?} ({ready:?}), expected {url}"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -376,17 +383,21 @@ impl Driver {
     }
 
     async fn element(&self, css: &str) -> String {
-        let v = self
-            .call(
-                reqwest::Method::POST,
-                &self.at("/element"),
-                Some(json!({"using": "css selector", "value": css})),
-            )
-            .await;
-        v[W3C_ELEMENT]
-            .as_str()
-            .unwrap_or_else(|| panic!("no element id for {css}: {v}"))
-            .to_string()
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let v = self
+                .try_call(
+                    reqwest::Method::POST,
+                    &self.at("/element"),
+                    Some(json!({"using": "css selector", "value": css})),
+                )
+                .await;
+            match v.as_ref().ok().and_then(|v| v[W3C_ELEMENT].as_str()) {
+                Some(id) => return id.to_string(),
+                None if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
+                None => panic!("no element for {css}: {v:?}"),
+            }
+        }
     }
 
     /// The visible text of the first element matching `css` (found again if the page was
