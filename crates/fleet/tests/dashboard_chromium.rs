@@ -258,7 +258,21 @@ struct Driver {
 }
 
 impl Drop for Driver {
+    /// Closes the browser even when the test failed midway (a killed chromedriver would leave
+    /// it running): the session is deleted, then chromedriver's whole process group is killed.
     fn drop(&mut self) {
+        if !self.session.is_empty() {
+            let _ = Command::new("curl")
+                .args(["-s", "--max-time", "5", "-X", "DELETE"])
+                .arg(format!("{}/session/{}", self.base, self.session))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ =
+                nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -267,7 +281,10 @@ impl Drop for Driver {
 impl Driver {
     async fn start(profile: &Path, log: &Path) -> Driver {
         let port = certfleet_testkit::free_port();
+        use std::os::unix::process::CommandExt;
         let child = Command::new(CHROMEDRIVER)
+            // Its own process group, with the browser it starts: killed together at the end.
+            .process_group(0)
             .arg(format!("--port={port}"))
             .arg(format!("--log-path={}", log.display()))
             .stdin(Stdio::null())
