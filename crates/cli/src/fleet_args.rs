@@ -46,6 +46,13 @@ pub struct ServeArgs {
     /// being this file's contents (trimmed). Without it /metrics is open.
     #[arg(long, value_name = "FILE")]
     pub metrics_token: Option<PathBuf>,
+    /// How often the served-certificate watch connects to every endpoint (agents' verify
+    /// endpoints and those added in the dashboard) to check what it serves: e.g. 30s, 10m, 1h.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_watch_interval)]
+    pub watch_interval: std::time::Duration,
+    /// Extra trusted roots (PEM) for the watch's chain check, e.g. a private CA's root.
+    #[arg(long, value_name = "FILE")]
+    pub watch_roots: Option<PathBuf>,
     #[command(flatten)]
     pub notify: NotifyArgs,
 }
@@ -103,6 +110,14 @@ fn duration(s: &str) -> Result<std::time::Duration, String> {
 
 fn hhmm(s: &str) -> Result<(u8, u8), String> {
     certfleet_fleet::notify::parse_hhmm(s)
+}
+
+fn parse_watch_interval(s: &str) -> Result<std::time::Duration, String> {
+    let d = certfleet_fleet::agent::config::parse_duration(s)?;
+    if d < std::time::Duration::from_secs(1) {
+        return Err("use at least 1s".into());
+    }
+    Ok(d)
 }
 
 #[derive(Debug, Args)]
@@ -189,6 +204,9 @@ pub enum FleetCommand {
     /// Alerts: `notify test` sends a test message through each channel the server has.
     #[command(subcommand)]
     Notify(NotifyCommand),
+    /// Dashboard administration: passwd.
+    #[command(subcommand)]
+    Admin(AdminCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -198,6 +216,17 @@ pub enum NotifyCommand {
     Test {
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Set the dashboard's login password (asked twice on the terminal, or read from
+    /// --password-file); ends every dashboard session. The admin token keeps working too.
+    Passwd {
+        /// Read the new password from the first line of this file instead of asking.
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
     },
 }
 

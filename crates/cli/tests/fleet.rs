@@ -1071,3 +1071,118 @@ fn openapi_document_lists_every_admin_route() {
 fn str_args(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
+
+/// `certfleet fleet admin passwd` (from a file, and twice on stdin) sets the dashboard password
+/// of a real `certfleet serve`; a browser-like client (curl) logs in with it over the API's TLS
+/// listener; a mismatch or a weak password changes nothing.
+#[test]
+fn admin_passwd_sets_the_dashboard_password() {
+    let dir = world_readable_tempdir();
+    let data = dir.path().join("server");
+    let api = free_port();
+    // No certificate is added, so the (unreachable) CA is never asked.
+    let args: Vec<String> = [
+        "serve",
+        "--data-dir",
+        &data.display().to_string(),
+        "--listen",
+        &format!("127.0.0.1:{api}"),
+        "--watch-interval",
+        "1s",
+        "--server",
+        "https://127.0.0.1:9/dir",
+        "-m",
+        "fleet@example.test",
+        "--agree-tos",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let server = Server::spawn(data.clone(), args, vec![], api);
+    let base = format!("https://127.0.0.1:{api}");
+    let passwd = |stdin: &str, extra: &[&str]| {
+        let mut child = Command::new(BIN)
+            .args([
+                "fleet",
+                "--data-dir",
+                &data.display().to_string(),
+                "admin",
+                "passwd",
+            ])
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    // curl through the login form: the status and the session cookie it set, if any.
+    let login = |secret: &str| -> (String, Option<String>) {
+        let jar = dir.path().join("jar");
+        let _ = std::fs::remove_file(&jar);
+        let form = Command::new("curl")
+            .args(["-sk", "-c", &jar.display().to_string(), &format!("{base}/login")])
+            .output()
+            .unwrap();
+        let html = stdout(&form);
+        let csrf = html
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .unwrap_or_else(|| panic!("no CSRF field:\n{html}"))
+            .to_string();
+        let out = Command::new("curl")
+            .args(["-sk", "-i", "-b", &jar.display().to_string()])
+            .args(["--data-urlencode", &format!("secret={secret}")])
+            .args(["--data-urlencode", &format!("csrf={csrf}")])
+            .arg(format!("{base}/login"))
+            .output()
+            .unwrap();
+        let head = stdout(&out);
+        let status = head.lines().next().unwrap_or_default().to_string();
+        let session = head
+            .lines()
+            .filter_map(|l| l.strip_prefix("set-cookie: __Host-certfleet-session="))
+            .map(|l| l.split(';').next().unwrap_or_default().to_string())
+            .find(|v| !v.is_empty());
+        (status, session)
+    };
+
+    let pwfile = dir.path().join("pw");
+    std::fs::write(&pwfile, "tulip anchor violet 42\n").unwrap();
+    let out = passwd("", &["--password-file", &pwfile.display().to_string()]);
+    assert!(out.status.success(), "{}\n{}", stderr(&out), tail(&server.log()));
+    assert!(
+        stderr(&out).contains("dashboard password set"),
+        "{}",
+        stderr(&out)
+    );
+    let (status, session) = login("tulip anchor violet 42");
+    assert!(status.contains(" 303"), "{status}");
+    assert!(session.is_some());
+    let (status, session) = login("tulip anchor violet 43");
+    assert!(status.contains(" 401"), "{status}");
+    assert!(session.is_none());
+
+    // Twice on stdin (a pipe: no prompt); they must match.
+    let out = passwd("first passphrase here\nother passphrase here\n", &[]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("differ"), "{}", stderr(&out));
+    let out = passwd("short\nshort\n", &[]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("at least 12"), "{}", stderr(&out));
+    assert!(
+        login("tulip anchor violet 42").1.is_some(),
+        "a refused passwd changed the password"
+    );
+    let out = passwd("second passphrase!\nsecond passphrase!\n", &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(login("second passphrase!").1.is_some());
+    assert!(login("tulip anchor violet 42").1.is_none());
+    // The admin token always works.
+    let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    assert!(login(token.trim()).1.is_some());
+}

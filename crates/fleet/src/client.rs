@@ -379,6 +379,14 @@ impl FleetClient {
         self.json(Method::POST, &["notify", "test"], NO_BODY).await
     }
 
+    /// Sets the dashboard's login password (ends every dashboard session).
+    pub async fn set_dashboard_password(&self, password: &str) -> Result<(), ClientError> {
+        let body = crate::proto::NewPassword {
+            password: password.to_string(),
+        };
+        self.empty(Method::PUT, &["admin", "password"], Some(&body)).await
+    }
+
     // ----- enrollment -----
 
     pub async fn enroll(&self, request: &EnrollRequest) -> Result<EnrollResponse, ClientError> {

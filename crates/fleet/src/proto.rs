@@ -534,3 +534,15 @@ pub struct ChannelResult {
 pub struct NotifyTestReport {
     pub channels: Vec<ChannelResult>,
 }
+
+/// `PUT admin/password`: the dashboard's login password (the server stores only its scrypt hash).
+#[derive(Clone, Serialize, Deserialize)]
+pub struct NewPassword {
+    pub password: String,
+}
+
+impl fmt::Debug for NewPassword {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("NewPassword { password: \"***\" }")
+    }
+}

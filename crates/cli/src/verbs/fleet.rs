@@ -9,7 +9,8 @@ use time::OffsetDateTime;
 
 use crate::error::{CliError, ExitCode, Result};
 use crate::fleet_args::{
-    CertAddArgs, CertCommand, FleetArgs, FleetCommand, FleetConnArgs, HostCommand, NotifyCommand,
+    AdminCommand, CertAddArgs, CertCommand, FleetArgs, FleetCommand, FleetConnArgs, HostCommand,
+    NotifyCommand,
 };
 
 pub async fn run(a: &FleetArgs) -> Result<ProcessExit> {
@@ -177,6 +178,17 @@ pub async fn run(a: &FleetArgs) -> Result<ProcessExit> {
                 ));
             }
         }
+        FleetCommand::Admin(AdminCommand::Passwd { password_file }) => {
+            let password = match password_file {
+                Some(f) => read_password_file(f)?,
+                None => ask_password()?,
+            };
+            client
+                .set_dashboard_password(&password)
+                .await
+                .map_err(api_error)?;
+            eprintln!("dashboard password set; every dashboard session was logged out");
+        }
     }
     Ok(ProcessExit::SUCCESS)
 }
@@ -214,6 +226,61 @@ pub(crate) fn connect(c: &FleetConnArgs) -> Result<FleetClient> {
         .bearer_token(token)
         .build()
         .map_err(api_error)
+}
+
+/// The first line of the file, without its line end.
+fn read_password_file(path: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::usage(format!("cannot read --password-file {}: {e}", path.display())))?;
+    let line = text.lines().next().unwrap_or_default().to_string();
+    if line.is_empty() {
+        return Err(CliError::usage(format!(
+            "--password-file {}: its first line is empty; put the password there",
+            path.display()
+        )));
+    }
+    Ok(line)
+}
+
+/// Asks twice on the terminal (echo off while typing, through `stty`) or reads two lines from
+/// a pipe; both must match.
+fn ask_password() -> Result<String> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let tty = std::io::stdin().is_terminal();
+    let stty = |arg: &str| {
+        if tty {
+            let _ = std::process::Command::new("stty")
+                .arg(arg)
+                .stdin(std::process::Stdio::inherit())
+                .status();
+        }
+    };
+    let mut lines = Vec::new();
+    let stdin = std::io::stdin();
+    for prompt in ["New dashboard password: ", "Again: "] {
+        if tty {
+            eprint!("{prompt}");
+            let _ = std::io::stderr().flush();
+        }
+        stty("-echo");
+        let mut line = String::new();
+        let read = stdin.lock().read_line(&mut line);
+        stty("echo");
+        if tty {
+            eprintln!();
+        }
+        read.map_err(|e| CliError::usage(format!("cannot read the password: {e}")))?;
+        lines.push(line.trim_end_matches(['\r', '\n']).to_string());
+    }
+    if lines[0].is_empty() {
+        return Err(CliError::usage(
+            "no password given: type it twice, pipe two lines, or use --password-file FILE",
+        ));
+    }
+    if lines[0] != lines[1] {
+        return Err(CliError::usage("the two passwords differ; nothing was changed"));
+    }
+    Ok(lines.swap_remove(0))
 }
 
 fn read_trimmed(path: &Path) -> Result<String> {

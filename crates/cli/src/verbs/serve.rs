@@ -17,6 +17,26 @@ pub async fn run(g: &GlobalArgs, a: &ServeArgs) -> Result<ProcessExit> {
             "the server registers an ACME account on first use: pass -m you@example.com (or --register-unsafely-without-email)",
         ));
     }
+    let extra_roots = match &a.watch_roots {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| CliError::usage(format!("--watch-roots {}: {e}", path.display())))?;
+            let roots = certfleet_core::cert::pem_certificates(&text).map_err(|e| {
+                CliError::usage(format!(
+                    "--watch-roots {}: not a PEM certificate bundle ({e})",
+                    path.display()
+                ))
+            })?;
+            if roots.is_empty() {
+                return Err(CliError::usage(format!(
+                    "--watch-roots {}: no certificate in it; give the PEM of the root(s) to trust",
+                    path.display()
+                )));
+            }
+            roots
+        }
+        None => Vec::new(),
+    };
     let cfg = ServeConfig {
         data_dir: a.data_dir.clone(),
         database_url: a.database_url.clone(),
@@ -41,6 +61,11 @@ pub async fn run(g: &GlobalArgs, a: &ServeArgs) -> Result<ProcessExit> {
             digest_at: a.notify.notify_digest_at,
             interval: Some(a.notify.notify_interval),
         },
+        watch: server::watch::WatchConfig {
+            interval: a.watch_interval,
+            extra_roots,
+            ..Default::default()
+        },
         acme: AcmeSettings {
             server: g.server_url(),
             ca_bundle: g.ca_bundle(),
@@ -59,6 +84,10 @@ pub async fn run(g: &GlobalArgs, a: &ServeArgs) -> Result<ProcessExit> {
             Some(addr) => println!("  http-01 responder on http://{addr}/.well-known/acme-challenge/"),
             None => println!("  no http-01 responder (dns-01 only; add --http-01-listen ADDR for http-01)"),
         }
+        println!(
+            "  dashboard: {}/ (log in with the admin token or `certfleet fleet admin passwd`)",
+            s.api_url
+        );
         if let Some(f) = &s.admin_token_file {
             println!(
                 "  admin token written to {} (0600); use it with `certfleet fleet --data-dir ...`",

@@ -15,7 +15,7 @@ mod fetch;
 mod http;
 mod local;
 mod tls;
-pub use tls::AcceptAny;
+pub use tls::{AcceptAny, Trust};
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -18,8 +18,9 @@ use tokio_rustls::client::TlsStream;
 use super::{Check, Ctx, Kind, Target};
 
 /// The roots a served chain must lead to: this host's, plus `--tls-roots`. Loaded on first
-/// use (reading the system store costs a few milliseconds).
-pub(crate) struct Trust {
+/// use (reading the system store costs a few milliseconds). The fleet server's
+/// served-certificate watch judges chains with it too.
+pub struct Trust {
     extra: Vec<CertificateDer<'static>>,
     verifier: OnceLock<Result<Arc<dyn ServerCertVerifier>, String>>,
 }
@@ -32,6 +33,34 @@ impl Trust {
                 .map(|d| CertificateDer::from(d.clone()))
                 .collect(),
             verifier: OnceLock::new(),
+        }
+    }
+
+    /// Whether `chain` (leaf first, as served) leads to a trusted root for `name` at `now`:
+    /// `Ok(false)` when no trusted root issued it (a staging or private CA, or intermediates
+    /// missing), `Err` when clients reject it for another reason (expired, wrong name, ...).
+    pub fn verify(
+        &self,
+        chain: &[CertificateDer<'_>],
+        name: &str,
+        now: time::OffsetDateTime,
+    ) -> Result<bool, String> {
+        let Some((leaf, rest)) = chain.split_first() else {
+            return Err("no certificate was sent".into());
+        };
+        let v = self.verifier()?;
+        let server = ServerName::try_from(name.to_string()).map_err(|e| e.to_string())?;
+        let secs = u64::try_from(now.unix_timestamp()).unwrap_or(0);
+        match v.verify_server_cert(
+            leaf,
+            rest,
+            &server,
+            &[],
+            UnixTime::since_unix_epoch(Duration::from_secs(secs)),
+        ) {
+            Ok(_) => Ok(true),
+            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)) => Ok(false),
+            Err(e) => Err(e.to_string()),
         }
     }
 
@@ -283,21 +312,7 @@ fn judge(
             );
         }
     }
-    let verified = ctx.tls.verifier().and_then(|v| {
-        let server = ServerName::try_from(name.to_string()).map_err(|e| e.to_string())?;
-        let secs = u64::try_from(now.unix_timestamp()).unwrap_or(0);
-        match v.verify_server_cert(
-            &chain[0],
-            &chain[1..],
-            &server,
-            &[],
-            UnixTime::since_unix_epoch(Duration::from_secs(secs)),
-        ) {
-            Ok(_) => Ok(true),
-            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)) => Ok(false),
-            Err(e) => Err(e.to_string()),
-        }
-    });
+    let verified = ctx.tls.verify(chain, name, now);
     let left = (leaf.not_after - now).whole_days();
     match verified {
         Ok(false) => Check::warn(

@@ -94,6 +94,17 @@ pub async fn fetch_leaf(
     sni: &ServerName<'static>,
     starttls: Option<StartTls>,
 ) -> Result<Vec<u8>, String> {
+    let mut chain = fetch_chain(endpoint, sni, starttls).await?;
+    Ok(chain.swap_remove(0))
+}
+
+/// One handshake; every certificate the server presented (DER, leaf first, never empty). The
+/// server's served-certificate watch judges the whole chain.
+pub async fn fetch_chain(
+    endpoint: &Endpoint,
+    sni: &ServerName<'static>,
+    starttls: Option<StartTls>,
+) -> Result<Vec<Vec<u8>>, String> {
     let mut tcp = TcpStream::connect((endpoint.host.as_str(), endpoint.port))
         .await
         .map_err(|e| format!("connecting to {endpoint}: {e}"))?;
@@ -108,10 +119,10 @@ pub async fn fetch_leaf(
         .await
         .map_err(|e| format!("TLS handshake with {endpoint}: {e}"))?;
     let (_, conn) = tls.get_ref();
-    conn.peer_certificates()
-        .and_then(|c| c.first())
-        .map(|c| c.to_vec())
-        .ok_or_else(|| format!("{endpoint} sent no certificate"))
+    match conn.peer_certificates() {
+        Some(certs) if !certs.is_empty() => Ok(certs.iter().map(|c| c.to_vec()).collect()),
+        _ => Err(format!("{endpoint} sent no certificate")),
+    }
 }
 
 /// The plain-text exchange before the TLS handshake.

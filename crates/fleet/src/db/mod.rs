@@ -56,6 +56,7 @@ macro_rules! host_columns {
 
 mod assignments;
 mod certificates;
+mod dashboard;
 mod error;
 mod hosts;
 mod model;
@@ -77,6 +78,10 @@ pub use model::{
     HostCredential, IssuedCert, Lease, NewEvent, ServerKeys,
 };
 
+pub use dashboard::{
+    CertPage, CertRow, DASH_STATES, HostCounts, HostRow, InstallRow, NEEDS_HUMAN, Overview,
+    SILENT_AFTER_SECONDS, ServedCheck, Session, WatchTarget,
+};
 pub use notifications::{CertValidity, FailedInstall, FailingCert, OpenNotification, SilentHost};
 pub use stats::{FleetStats, STATES, ServedStat};
 
@@ -157,9 +162,13 @@ impl FleetDb {
             .after_connect(|conn, _| {
                 Box::pin(async move {
                     // busy_timeout first: switching to WAL needs a moment of exclusive access.
+                    // mmap: reads of a big database (the dashboard's and /metrics' index scans
+                    // over 100,000 certificates) map pages instead of copying each one through
+                    // a read() into the 2 MB page cache: 3 to 6 times faster there. Address
+                    // space only; the kernel's page cache holds the data either way.
                     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
                         "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA foreign_keys = ON; \
-                         PRAGMA journal_mode = WAL;"
+                         PRAGMA journal_mode = WAL; PRAGMA mmap_size = 1073741824;"
                     )))
                     .execute(&mut *conn)
                     .await?;

@@ -46,11 +46,13 @@ pub fn app(state: AppState) -> Router {
         .route("/agent/assignments", get(agent_assignments))
         .route("/agent/certificates/{name}", get(agent_certificate))
         .route("/agent/csr", post(agent_csr))
-        .route("/agent/report", post(agent_report));
+        .route("/agent/report", post(agent_report))
+        .route("/admin/password", put(super::dashboard::password::set_password));
     Router::new()
         .nest(API_PREFIX, api)
         .route(super::metrics::METRICS_PATH, get(super::metrics::handler))
         .route(super::openapi::OPENAPI_PATH, get(super::openapi::handler))
+        .merge(super::dashboard::routes())
         .fallback(|| async { ApiFailure::not_found("no such route (the API lives under /api/v1/)") })
         .layer(axum::middleware::map_response(super::error::json_rejections))
         .layer(axum::middleware::from_fn(super::error::read_body_first))

@@ -70,14 +70,15 @@ impl IntoResponse for ApiFailure {
 /// axum's own rejections (a body that is not JSON, a wrong `Content-Type`, a malformed path or
 /// query) are plain text; clients of this API expect [`ApiError`] JSON with every 4xx, so this
 /// layer rewrites them, keeping the status and axum's words and adding what to send instead.
+/// Only plain text (or no body type) is rewritten: the dashboard's HTML error pages stay pages.
 pub async fn json_rejections(resp: Response) -> Response {
     let status = resp.status();
-    let is_json = resp
+    let plain = resp
         .headers()
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if !status.is_client_error() || is_json {
+        .is_none_or(|v| v.starts_with("text/plain"));
+    if !status.is_client_error() || !plain {
         return resp;
     }
     let body = axum::body::to_bytes(resp.into_body(), 64 * 1024)

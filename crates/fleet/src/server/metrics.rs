@@ -189,11 +189,16 @@ impl Metrics {
     /// The whole `/metrics` text at `now`: the database's gauges and this process's counters.
     pub async fn render(&self, db: &FleetDb, now: UnixTime) -> Result<String, crate::db::DbError> {
         let stats = db.fleet_stats(now).await?;
-        Ok(self.encode(stats, now))
+        let served = super::watch::ServedGauges::new(db.all_served_checks().await?, now);
+        Ok(self.encode_with(stats, Some(Box::new(served)), now))
     }
 
-    /// [`Metrics::render`] without the database (split for tests and the bench).
     pub fn encode(&self, stats: FleetStats, now: UnixTime) -> String {
+        self.encode_with(stats, None, now)
+    }
+
+    /// `extra`: the served-certificate watch's gauges.
+    fn encode_with(&self, stats: FleetStats, extra: Option<Box<dyn Collector>>, now: UnixTime) -> String {
         let mut reg = Registry::with_prefix("certfleet");
         reg.register(
             "renewals",
@@ -221,6 +226,9 @@ impl Metrics {
             self.installs.clone(),
         );
         reg.register_collector(Box::new(DbGauges { stats, now }));
+        if let Some(c) = extra {
+            reg.register_collector(c);
+        }
         let mut out = String::with_capacity(256 * 1024);
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &reg);

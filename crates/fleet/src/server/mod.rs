@@ -10,12 +10,14 @@
 pub mod alerts;
 pub mod api;
 pub mod auth;
+pub mod dashboard;
 pub mod error;
 pub mod http01;
 pub mod metrics;
 pub mod openapi;
 pub mod renewal;
 pub mod state;
+pub mod watch;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -58,6 +60,8 @@ pub struct ServeConfig {
     pub metrics_token_file: Option<PathBuf>,
     /// Alerts: channels (`--smtp-url`, `--notify-*`) and when to send.
     pub notify: crate::notify::NotifyConfig,
+    /// The served-certificate watch (`--watch-interval`, `--watch-roots`).
+    pub watch: watch::WatchConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -231,7 +235,7 @@ pub async fn run(
         dir.join("dns-pending"),
     ));
     let renew_task = tokio::spawn(renewals.run(stop_rx.clone()));
-    let watch = alerts::AlertWatch {
+    let alert_watch = alerts::AlertWatch {
         db: db.clone(),
         clock: clock.clone(),
         notifier: notifier.clone(),
@@ -249,7 +253,9 @@ pub async fn run(
     if !notifier.is_empty() {
         tracing::info!("alerts go to: {}", notifier.labels().join("; "));
     }
-    let watch_task = tokio::spawn(watch.run(stop_rx.clone()));
+    let alerts_task = tokio::spawn(alert_watch.run(stop_rx.clone()));
+    let watcher = Arc::new(watch::Watch::new(db.clone(), clock.clone(), cfg.watch.clone()));
+    let watch_task = tokio::spawn(watcher.run(stop_rx.clone()));
     let http01_task = http01.map(|listener| {
         let app = http01::responder(db.clone(), clock.clone());
         let mut stop = stop_rx.clone();
@@ -282,6 +288,7 @@ pub async fn run(
     }
     let _ = renew_task.await;
     let _ = watch_task.await;
+    let _ = alerts_task.await;
     db.close().await;
     Ok(())
 }

@@ -16,6 +16,8 @@ use rcgen::{
 
 pub struct TestCa {
     intermediate: CertifiedIssuer<'static, KeyPair>,
+    /// The root (DER), for tests that check a chain to it.
+    pub root_der: Vec<u8>,
 }
 
 impl TestCa {
@@ -35,7 +37,10 @@ impl TestCa {
             &root,
         )
         .unwrap();
-        Self { intermediate }
+        Self {
+            intermediate,
+            root_der: root.der().to_vec(),
+        }
     }
 
     /// A certificate for `names` on `key`, as the server would deliver it (agent custody: no
