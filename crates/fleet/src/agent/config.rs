@@ -767,7 +767,8 @@ fn show(v: &toml::Value) -> String {
     }
 }
 
-/// `"30s"`, `"5m"`, `"1h"`, `"500ms"`, or an integer number of seconds.
+/// `"30s"`, `"5m"`, `"1h"`, `"1d"`, `"500ms"`, or an integer number of seconds: the one
+/// duration syntax of the agent's config and of `serve`'s flags.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
@@ -780,6 +781,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "ms" => Duration::from_millis(n),
         "m" | "min" => Duration::from_secs(n.saturating_mul(60)),
         "h" => Duration::from_secs(n.saturating_mul(3600)),
+        "d" => Duration::from_secs(n.saturating_mul(86_400)),
         _ => {
             return Err(format!(
                 "`{s}` has an unknown unit; write it like \"30s\", \"5m\" or \"1h\""
@@ -922,6 +924,8 @@ mod tests {
         assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
         assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("1d").unwrap(), Duration::from_secs(86_400));
+        assert!(parse_duration("h").is_err());
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("5 parsecs").is_err());
     }

@@ -567,7 +567,7 @@ impl Agent {
 }
 
 /// Serial hex without separators, case or leading zeros.
-fn normal_serial(s: &str) -> String {
+pub(crate) fn normal_serial(s: &str) -> String {
     let s: String = s
         .chars()
         .filter(|c| *c != ':')

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use certfleet_core::PrivateKey;
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 use super::install::{AGENT_VERSION, Agent, InstallOutcome};
 use crate::client::{ClientError, FleetClient, ServerTrust};
@@ -179,6 +180,9 @@ impl SyncSummary {
     }
 }
 
+/// How long the per-sync check of an unchanged certificate may wait for one endpoint.
+const STILL_SERVED_BUDGET: Duration = Duration::from_secs(5);
+
 /// One full sync: CSRs up, certificates down, install, report.
 pub async fn sync_once(agent: &Agent, client: &FleetClient) -> Result<SyncSummary, SyncError> {
     let dir = agent.config().state_dir.clone();
@@ -196,7 +200,8 @@ pub async fn sync_once(agent: &Agent, client: &FleetClient) -> Result<SyncSummar
                 if installed
                     .by_cert
                     .get(&a.certificate)
-                    .is_some_and(|i| &i.serial == serial && i.state == InstallState::Verified) =>
+                    .is_some_and(|i| &i.serial == serial && i.state == InstallState::Verified)
+                    && still_served(agent, &a, serial).await =>
             {
                 // Unchanged since the last verified install: nothing to fetch or report.
                 summary.items.push(SyncItem {
@@ -239,6 +244,37 @@ pub async fn sync_once(agent: &Agent, client: &FleetClient) -> Result<SyncSummar
     }
     installed.save(&dir);
     Ok(summary)
+}
+
+/// The agent's own served-certificate watch. A certificate verified before is checked again at
+/// every sync, one handshake per endpoint of its rules: a service that went back to older files
+/// (a restore, a hand edit, a restart from another config) is noticed within one `interval`
+/// and goes through the install path again, which reloads, verifies and reports.
+async fn still_served(agent: &Agent, a: &Assignment, serial: &str) -> bool {
+    let want = super::install::normal_serial(serial);
+    for rule in agent.config().rules_for(&a.certificate) {
+        let Some(spec) = &rule.verify else { continue };
+        let sni = super::verify::server_name(spec, &a.identifiers);
+        let quick = spec.timeout.min(STILL_SERVED_BUDGET);
+        let leaf = tokio::time::timeout(
+            quick,
+            super::verify::fetch_leaf(&spec.endpoint, &sni, spec.starttls),
+        )
+        .await;
+        let served = match leaf {
+            Ok(Ok(der)) => certfleet_core::CertInfo::from_der(&der).ok(),
+            _ => None,
+        };
+        if served.is_none_or(|i| super::install::normal_serial(&i.serial_hex()) != want) {
+            tracing::warn!(
+                "{}: {} no longer serves serial {serial}: installing again",
+                a.certificate,
+                spec.endpoint
+            );
+            return false;
+        }
+    }
+    true
 }
 
 fn waiting(a: &Assignment) -> InstallReport {

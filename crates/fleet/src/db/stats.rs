@@ -110,6 +110,28 @@ impl FleetDb {
         Ok(text.unwrap_or_default())
     }
 
+    /// [`FleetDb::lines`] for a query that joins whole tables. PostgreSQL estimates the join of
+    /// install reports with assignments (two key columns, one a function of the other) at a
+    /// thousandth of its rows and then looks every certificate up by index, one at a time:
+    /// 0.9 s at 100,000 certificates instead of 0.4 s with hash joins, which this query (it
+    /// reads every row) always wants.
+    async fn lines_hash_joined(&self, sql: String) -> Result<String, DbError> {
+        if self.backend != Backend::Postgres {
+            return self.lines(sql).await;
+        }
+        let mut tx = self.pool.begin().await.ctx(op)?;
+        sqlx::query("SET LOCAL enable_nestloop = off")
+            .execute(&mut *tx)
+            .await
+            .ctx(op)?;
+        let text: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&mut *tx)
+            .await
+            .ctx(op)?;
+        tx.rollback().await.ctx(op)?;
+        Ok(text.unwrap_or_default())
+    }
+
     async fn expiry_stats(&self) -> Result<Vec<(String, UnixTime)>, DbError> {
         let text = self
             .lines(format!(
@@ -140,7 +162,7 @@ impl FleetDb {
                WHEN r.s = ltrim(lower(COALESCE(c.prev_serial, '')), '0') THEN '0 ' || c.prev_not_after \
                ELSE '0 -' END";
         let text = self
-            .lines(format!(
+            .lines_hash_joined(format!(
                 "SELECT {} FROM (SELECT certificate_id, host_id, \
                    ltrim(lower(COALESCE(served_serial, installed_serial, '')), '0') AS s FROM install_reports) r \
                  JOIN assignments a ON a.certificate_id = r.certificate_id AND a.host_id = r.host_id \
