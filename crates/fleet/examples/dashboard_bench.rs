@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use certfleet_core::FixedClock;
 use certfleet_fleet::db::FleetDb;
 use certfleet_fleet::pki::{InternalCa, ServerIdentity};
-use certfleet_fleet::secretbox::{KEY_LEN, SecretBox};
 use certfleet_fleet::server::{AppState, api};
 use certfleet_fleet::token::hash_secret;
 
@@ -58,19 +57,7 @@ async fn main() -> Result<()> {
     let ca = InternalCa::generate(now)?;
     let (identity, _) = ServerIdentity::load_or_create(dir.path(), &["127.0.0.1".to_string()], now)?;
     let tls = certfleet_fleet::tls::server_config(&identity, &ca)?;
-    let state = AppState {
-        db: db.clone(),
-        clock: Arc::new(FixedClock::new(now)),
-        ca: Arc::new(ca),
-        secretbox: Arc::new(SecretBox::new(&[7; KEY_LEN])),
-        public_url: "https://127.0.0.1:8443".into(),
-        fingerprint: "00".into(),
-        limiter: Arc::default(),
-        wake: Arc::default(),
-        http01_enabled: true,
-        metrics: Arc::default(),
-        metrics_token: None,
-    };
+    let state = AppState::for_tests(db.clone(), Arc::new(FixedClock::new(now)), ca);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(certfleet_fleet::tls::serve_tls(

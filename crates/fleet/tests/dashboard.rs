@@ -12,7 +12,6 @@ use certfleet_core::FixedClock;
 use certfleet_fleet::db::{CertificateSettings, Commit, FleetDb, IssuedCert};
 use certfleet_fleet::pki::InternalCa;
 use certfleet_fleet::proto::{ChallengeSettings, Custody};
-use certfleet_fleet::secretbox::{KEY_LEN, SecretBox};
 use certfleet_fleet::server::{AppState, api};
 use certfleet_fleet::tls::PeerIdentity;
 use certfleet_fleet::token::hash_secret;
@@ -34,19 +33,7 @@ async fn fixture() -> Fixture {
     let clock = Arc::new(FixedClock::new(now));
     let db = FleetDb::open(&dir.path().display().to_string()).await.unwrap();
     db.put_admin_token(&hash_secret(TOKEN), "test", T0).await.unwrap();
-    let state = AppState {
-        db,
-        clock: clock.clone(),
-        ca: Arc::new(InternalCa::generate(now).unwrap()),
-        secretbox: Arc::new(SecretBox::new(&[7; KEY_LEN])),
-        public_url: "https://127.0.0.1:8443".into(),
-        fingerprint: "00".into(),
-        limiter: Arc::default(),
-        wake: Arc::default(),
-        http01_enabled: true,
-        metrics: Arc::default(),
-        metrics_token: None,
-    };
+    let state = AppState::for_tests(db, clock.clone(), InternalCa::generate(now).unwrap());
     Fixture {
         _dir: dir,
         state,

@@ -21,7 +21,6 @@ use certfleet_fleet::db::{
 };
 use certfleet_fleet::pki::{InternalCa, ServerIdentity};
 use certfleet_fleet::proto::{ChallengeSettings, Custody, InstallReport, InstallState};
-use certfleet_fleet::secretbox::{KEY_LEN, SecretBox};
 use certfleet_fleet::server::{AppState, api};
 use certfleet_fleet::token::hash_secret;
 use serde_json::{Value, json};
@@ -512,19 +511,7 @@ async fn chromium_logs_in_and_sees_every_page() {
     let (identity, _) =
         ServerIdentity::load_or_create(dir.path(), &["127.0.0.1".to_string()], now_dt).unwrap();
     let tls = certfleet_fleet::tls::server_config(&identity, &ca).unwrap();
-    let state = AppState {
-        db,
-        clock,
-        ca: Arc::new(ca),
-        secretbox: Arc::new(SecretBox::new(&[7; KEY_LEN])),
-        public_url: "https://127.0.0.1:8443".into(),
-        fingerprint: "00".into(),
-        limiter: Arc::default(),
-        wake: Arc::default(),
-        http01_enabled: true,
-        metrics: Arc::default(),
-        metrics_token: None,
-    };
+    let state = AppState::for_tests(db, clock, ca);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

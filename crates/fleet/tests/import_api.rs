@@ -11,7 +11,6 @@ use certfleet_core::FixedClock;
 use certfleet_fleet::db::{CertificateSettings, FleetDb};
 use certfleet_fleet::pki::InternalCa;
 use certfleet_fleet::proto::{ChallengeSettings, Custody};
-use certfleet_fleet::secretbox::{KEY_LEN, SecretBox};
 use certfleet_fleet::server::{AppState, api};
 use certfleet_fleet::token::hash_secret;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
@@ -42,19 +41,11 @@ async fn state(dir: &tempfile::TempDir) -> AppState {
             .await
             .unwrap();
     }
-    AppState {
+    AppState::for_tests(
         db,
-        clock: Arc::new(FixedClock::new(now)),
-        ca: Arc::new(InternalCa::generate(now).unwrap()),
-        secretbox: Arc::new(SecretBox::new(&[7; KEY_LEN])),
-        public_url: "https://127.0.0.1:8443".into(),
-        fingerprint: "00".into(),
-        limiter: Arc::default(),
-        wake: Arc::default(),
-        http01_enabled: true,
-        metrics: Arc::default(),
-        metrics_token: None,
-    }
+        Arc::new(FixedClock::new(now)),
+        InternalCa::generate(now).unwrap(),
+    )
 }
 
 /// An intermediate (its PEM) that signs leaves.

@@ -10,7 +10,6 @@ use certfleet_core::FixedClock;
 use certfleet_fleet::db::{Commit, Failure, FleetDb, IssuedCert};
 use certfleet_fleet::pki::InternalCa;
 use certfleet_fleet::proto::{ChallengeSettings, Custody, InstallReport, InstallState};
-use certfleet_fleet::secretbox::{KEY_LEN, SecretBox};
 use certfleet_fleet::server::metrics::{CONTENT_TYPE, FailureReason};
 use certfleet_fleet::server::{AppState, api};
 use prometheus_parse::{Sample, Scrape, Value};
@@ -23,17 +22,12 @@ async fn state(dir: &tempfile::TempDir, token: Option<&str>) -> AppState {
     let now = time::OffsetDateTime::from_unix_timestamp(T0).unwrap();
     let db = FleetDb::open(&dir.path().display().to_string()).await.unwrap();
     AppState {
-        db,
-        clock: Arc::new(FixedClock::new(now)),
-        ca: Arc::new(InternalCa::generate(now).unwrap()),
-        secretbox: Arc::new(SecretBox::new(&[7; KEY_LEN])),
-        public_url: "https://127.0.0.1:8443".into(),
-        fingerprint: "00".into(),
-        limiter: Arc::default(),
-        wake: Arc::default(),
-        http01_enabled: true,
-        metrics: Arc::default(),
         metrics_token: token.map(Arc::from),
+        ..AppState::for_tests(
+            db,
+            Arc::new(FixedClock::new(now)),
+            InternalCa::generate(now).unwrap(),
+        )
     }
 }
 

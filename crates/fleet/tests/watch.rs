@@ -15,7 +15,6 @@ use certfleet_core::SystemClock;
 use certfleet_fleet::db::{CertificateSettings, Commit, FleetDb, IssuedCert, ServedCheck};
 use certfleet_fleet::pki::InternalCa;
 use certfleet_fleet::proto::{ChallengeSettings, Custody, Delivery, InstallReport, InstallState};
-use certfleet_fleet::secretbox::{KEY_LEN, SecretBox};
 use certfleet_fleet::server::watch::{Watch, WatchConfig};
 use certfleet_fleet::server::{AppState, api};
 use certfleet_testkit::{Nginx, free_port};
@@ -146,19 +145,11 @@ async fn watch_flags_cert_pem_without_chain_then_accepts_fullchain() {
 
     // The findings reach /metrics.
     let now = time::OffsetDateTime::now_utc();
-    let state = AppState {
-        db: db.clone(),
-        clock: Arc::new(SystemClock),
-        ca: Arc::new(InternalCa::generate(now).unwrap()),
-        secretbox: Arc::new(SecretBox::new(&[7; KEY_LEN])),
-        public_url: "https://127.0.0.1:8443".into(),
-        fingerprint: "00".into(),
-        limiter: Arc::default(),
-        wake: Arc::default(),
-        http01_enabled: true,
-        metrics: Arc::default(),
-        metrics_token: None,
-    };
+    let state = AppState::for_tests(
+        db.clone(),
+        Arc::new(SystemClock),
+        InternalCa::generate(now).unwrap(),
+    );
     let resp = api::app(state)
         .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
         .await

@@ -39,4 +39,23 @@ impl AppState {
     pub fn now(&self) -> i64 {
         self.clock.now().unix_timestamp()
     }
+
+    /// A state for tests and benches that drive [`super::api::app`] without `serve`: the given
+    /// database, clock and internal CA, a fixed sealing key, http-01 answered, `/metrics` open.
+    #[doc(hidden)]
+    pub fn for_tests(db: FleetDb, clock: Arc<dyn Clock>, ca: InternalCa) -> AppState {
+        AppState {
+            db,
+            clock,
+            ca: Arc::new(ca),
+            secretbox: Arc::new(SecretBox::new(&[7; crate::secretbox::KEY_LEN])),
+            public_url: "https://127.0.0.1:8443".into(),
+            fingerprint: "00".into(),
+            limiter: Arc::default(),
+            wake: Arc::default(),
+            http01_enabled: true,
+            metrics: Arc::default(),
+            metrics_token: None,
+        }
+    }
 }
