@@ -16,22 +16,6 @@ use super::error::Context;
 use super::{DbError, FleetDb};
 use crate::proto::UnixTime;
 
-/// The state of a certificate at `$1`, as [`super::Certificate::state`] decides it, plus
-/// `expiring` (valid, in the last sixth of its lifetime). The same words as `/metrics`; keep in
-/// step with `state_case!` in stats.rs.
-macro_rules! dash_state_case {
-    () => {
-        "CASE \
-           WHEN enabled = 0 THEN 'disabled' \
-           WHEN lease_until IS NOT NULL AND lease_until > $1 THEN 'renewing' \
-           WHEN not_after IS NOT NULL AND not_after <= $1 THEN 'expired' \
-           WHEN consecutive_failures > 0 THEN 'failing' \
-           WHEN not_after IS NULL THEN 'pending' \
-           WHEN (not_after - $1) * 6 < (not_after - not_before) THEN 'expiring' \
-           ELSE 'valid' END"
-    };
-}
-
 /// The columns a list row needs (no PEMs, no keys).
 macro_rules! dash_row_columns {
     () => {
@@ -352,7 +336,7 @@ impl FleetDb {
         let mut conn = self.pool.acquire().await.ctx(op)?;
         let rows = sqlx::query(concat!(
             "SELECT ",
-            dash_state_case!(),
+            state_case!(),
             " AS state, COUNT(*) AS n FROM certificates GROUP BY 1"
         ))
         .bind(now)
@@ -376,7 +360,7 @@ impl FleetDb {
         let needs = sqlx::query(concat!(
             "SELECT ",
             dash_row_columns!(),
-            dash_state_case!(),
+            state_case!(),
             " AS state FROM certificates WHERE id IN (SELECT id FROM certificates \
              WHERE enabled <> 0 AND (lease_until IS NULL OR lease_until <= $1) AND (consecutive_failures > 0 OR \
              (not_after IS NOT NULL AND (not_after - $1) * 6 < (not_after - not_before))) \
@@ -478,7 +462,7 @@ impl FleetDb {
         }
         if state.is_some() {
             n += 1;
-            conds.push(format!("{} = ${n}", dash_state_case!()));
+            conds.push(format!("{} = ${n}", state_case!()));
         }
         let filter = if conds.is_empty() {
             String::new()
@@ -489,7 +473,7 @@ impl FleetDb {
             concat!(
                 "SELECT ",
                 dash_row_columns!(),
-                dash_state_case!(),
+                state_case!(),
                 " AS state FROM certificates WHERE id IN \
                  (SELECT id FROM certificates {} ORDER BY name LIMIT $2) ORDER BY name"
             ),
@@ -557,7 +541,7 @@ impl FleetDb {
         let row = sqlx::query(concat!(
             "SELECT ",
             dash_row_columns!(),
-            dash_state_case!(),
+            state_case!(),
             " AS state FROM certificates WHERE name = $2"
         ))
         .bind(now)

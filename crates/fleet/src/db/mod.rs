@@ -54,6 +54,22 @@ macro_rules! host_columns {
     };
 }
 
+/// The state of a certificate, as [`Certificate::state`] decides it, plus `expiring`:
+/// valid but within the last sixth of its lifetime (a renewal should have happened by then).
+/// `/metrics` and the dashboard both count by it, so they always agree.
+macro_rules! state_case {
+    () => {
+        "CASE \
+           WHEN enabled = 0 THEN 'disabled' \
+           WHEN lease_until IS NOT NULL AND lease_until > $1 THEN 'renewing' \
+           WHEN not_after IS NOT NULL AND not_after <= $1 THEN 'expired' \
+           WHEN consecutive_failures > 0 THEN 'failing' \
+           WHEN not_after IS NULL THEN 'pending' \
+           WHEN (not_after - $1) * 6 < (not_after - not_before) THEN 'expiring' \
+           ELSE 'valid' END"
+    };
+}
+/// (`/metrics` and the dashboard count by it.)
 mod assignments;
 mod certificates;
 mod dashboard;

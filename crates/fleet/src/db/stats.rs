@@ -13,21 +13,6 @@ pub const STATES: [&str; 7] = [
     "valid", "renewing", "failing", "expiring", "expired", "disabled", "pending",
 ];
 
-/// The state of a certificate, as [`super::Certificate::state`] decides it, plus `expiring`:
-/// valid but within the last sixth of its lifetime (a renewal should have happened by then).
-macro_rules! state_case {
-    () => {
-        "CASE \
-           WHEN enabled = 0 THEN 'disabled' \
-           WHEN lease_until IS NOT NULL AND lease_until > $1 THEN 'renewing' \
-           WHEN not_after IS NOT NULL AND not_after <= $1 THEN 'expired' \
-           WHEN consecutive_failures > 0 THEN 'failing' \
-           WHEN not_after IS NULL THEN 'pending' \
-           WHEN (not_after - $1) * 6 < (not_after - not_before) THEN 'expiring' \
-           ELSE 'valid' END"
-    };
-}
-
 /// What one host reports it serves for one certificate it is assigned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServedStat {
